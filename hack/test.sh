@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, lints, builds or reuses the cached binaries, brings the
+# local cluster up, runs every test, and brings the cluster down again unless KEEP_CLUSTER=1.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+hack/install-deps.sh
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+hack/build-binaries.sh
+
+teardown() {
+  local rc=$?
+  if [[ ${KEEP_CLUSTER:-0} == 1 ]]; then
+    log "KEEP_CLUSTER=1: leaving the cluster running (make cluster-down stops it)"
+  else
+    hack/cluster-down.sh || rc=1
+  fi
+  exit "$rc"
+}
+trap teardown EXIT
+hack/cluster-up.sh
+cargo test --locked --no-fail-fast

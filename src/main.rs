@@ -1,0 +1,9 @@
+use clap::Parser;
+use dask_operator::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {}
+    }
+}
