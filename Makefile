@@ -44,3 +44,12 @@ build: ## Build the operator
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
+
+.PHONY: crds
+crds: ## Regenerate crds/ from the Rust CRD types
+	cargo run --quiet --locked -- crd > crds/dask-operator.yaml
+
+.PHONY: check-generated
+check-generated: ## Fail if crds/ differs from what the Rust types generate
+	@cargo run --quiet --locked -- crd | diff -q - crds/dask-operator.yaml >/dev/null \
+	  || { echo "crds/dask-operator.yaml is stale: run 'make crds' and commit it"; exit 1; }

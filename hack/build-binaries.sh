@@ -6,11 +6,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
-build_set() { # build_set OUT_DIR HELPER_DIR LDFLAGS PKG...
+build_set() { # build_set OUT_DIR HELPER_DIR LDFLAGS PKG...  (a single PKG is named after OUT_DIR's set)
   local out=$1 helper=$2 ldflags=$3; shift 3
-  local tmp="$out.tmp.$$"
+  local tmp="$out.tmp.$$" dest
   rm -rf "$tmp" && mkdir -p "$tmp"
-  (cd "$helper" && go build -mod=mod -trimpath -ldflags "$ldflags" -o "$tmp/" "$@")
+  dest="$tmp/"; (( $# == 1 )) && dest="$tmp/$BUILD_NAME"
+  (cd "$helper" && go build -mod=mod -trimpath -ldflags "$ldflags" -o "$dest" "$@")
   rm -rf "$out" && mv "$tmp" "$out"   # appears complete or not at all
 }
 
@@ -35,8 +36,7 @@ etcd_dir=$(etcd_bin_dir)
 if [[ ! -x $etcd_dir/etcd ]]; then
   log "building etcd $ETCD_VERSION into $etcd_dir"
   start=$SECONDS
-  build_set "$etcd_dir" "$REPO_ROOT/hack/go/etcd" "-s -w" go.etcd.io/etcd/server/v3
-  mv "$etcd_dir/v3" "$etcd_dir/etcd" 2>/dev/null || true
+  BUILD_NAME=etcd build_set "$etcd_dir" "$REPO_ROOT/hack/go/etcd" "-s -w" go.etcd.io/etcd/server/v3
   log "etcd built in $((SECONDS - start))s"
 fi
 

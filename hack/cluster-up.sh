@@ -63,6 +63,8 @@ fi
 wait_for "etcd /health" 30 etcd etcd_healthy
 
 if ! daemon_pid kube-apiserver >/dev/null; then
+  # The controller-manager exits soon after its API server goes away: restart both clients with it.
+  stop_daemon kube-controller-manager; stop_daemon kube-scheduler
   ensure_port kube-apiserver "$APISERVER_PORT" APISERVER_PORT
   start_daemon kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \

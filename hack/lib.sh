@@ -42,8 +42,9 @@ KUBECONFIG_FILE=$CLUSTER_DIR/kubeconfig
 
 # --- processes: started by us, recorded by PID and start time, stopped only by that record ---
 
-# proc_start_time PID: the process's start time in clock ticks (field 22 of /proc/PID/stat).
-proc_start_time() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+# proc_start_time PID: the process's start time in clock ticks (field 22 of /proc/PID/stat), for a
+# live process only: a zombie (state Z or X) that PID 1 has not reaped yet counts as gone.
+proc_start_time() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '$1 != "Z" && $1 != "X" {print $20}'; }
 
 # daemon_pid NAME: prints the PID recorded for NAME if that very process is still alive.
 daemon_pid() {

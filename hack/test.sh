@@ -8,6 +8,7 @@ cd "$REPO_ROOT"
 hack/install-deps.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+make --no-print-directory check-generated
 hack/build-binaries.sh
 
 teardown() {

@@ -2,3 +2,4 @@
 //! DaskAutoscaler) as a drop-in for the dask-kubernetes operator.
 
 pub mod cli;
+pub mod crd;

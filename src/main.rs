@@ -4,6 +4,6 @@ use dask_operator::cli::{Cli, Command};
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {}
+        Command::Crd => print!("{}", dask_operator::crd::crds_yaml()),
     }
 }

@@ -73,14 +73,19 @@ async fn crd_becomes_established_and_custom_object_round_trips() {
         let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
         let mut widget = DynamicObject::new("w1", &resource).within(&ns);
         widget.data = json!({"spec": {"colour": "blue", "unknown": "pruned"}});
-        widgets.create(&PostParams::default(), &widget).await.unwrap();
+        widgets
+            .create(&PostParams::default(), &widget)
+            .await
+            .unwrap();
 
         let read = widgets.get("w1").await.unwrap();
         // Round trip: our field is kept, the default is applied, the unknown field is pruned.
         assert_eq!(read.data["spec"], json!({"colour": "blue", "size": 3}));
-        assert_eq!(read.uid().is_some(), true);
+        assert!(read.uid().is_some());
 
-        crds.delete(&crd_name, &DeleteParams::default()).await.unwrap();
+        crds.delete(&crd_name, &DeleteParams::default())
+            .await
+            .unwrap();
     })
     .await;
 }
@@ -149,21 +154,50 @@ async fn deleting_an_owner_garbage_collects_its_dependents() {
     with_namespace("smoke-gc", |client, ns| async move {
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
         let owner = configmaps
-            .create(&PostParams::default(), &ConfigMap { metadata: meta("owner", &ns), ..Default::default() })
+            .create(
+                &PostParams::default(),
+                &ConfigMap {
+                    metadata: meta("owner", &ns),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        let mut dependent = ConfigMap { metadata: meta("dependent", &ns), ..Default::default() };
+        let mut dependent = ConfigMap {
+            metadata: meta("dependent", &ns),
+            ..Default::default()
+        };
         dependent.metadata.owner_references = Some(vec![owner.controller_owner_ref(&()).unwrap()]);
-        configmaps.create(&PostParams::default(), &dependent).await.unwrap();
-        let unrelated = ConfigMap { metadata: meta("unrelated", &ns), ..Default::default() };
-        configmaps.create(&PostParams::default(), &unrelated).await.unwrap();
+        configmaps
+            .create(&PostParams::default(), &dependent)
+            .await
+            .unwrap();
+        let unrelated = ConfigMap {
+            metadata: meta("unrelated", &ns),
+            ..Default::default()
+        };
+        configmaps
+            .create(&PostParams::default(), &unrelated)
+            .await
+            .unwrap();
 
-        configmaps.delete("owner", &DeleteParams::background()).await.unwrap();
+        configmaps
+            .delete("owner", &DeleteParams::background())
+            .await
+            .unwrap();
         eventually("the dependent to be garbage-collected", TIMEOUT, || async {
-            configmaps.get_opt("dependent").await.ok()?.is_none().then_some(())
+            configmaps
+                .get_opt("dependent")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
         })
         .await;
-        assert!(configmaps.get_opt("unrelated").await.unwrap().is_some(), "GC must not touch unrelated objects");
+        assert!(
+            configmaps.get_opt("unrelated").await.unwrap().is_some(),
+            "GC must not touch unrelated objects"
+        );
     })
     .await;
 }
@@ -173,12 +207,24 @@ async fn service_account_token_authenticates_and_rbac_denies_what_was_not_grante
     with_namespace("smoke-rbac", |admin, ns| async move {
         let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
         accounts
-            .create(&PostParams::default(), &ServiceAccount { metadata: meta("reader", &ns), ..Default::default() })
+            .create(
+                &PostParams::default(),
+                &ServiceAccount {
+                    metadata: meta("reader", &ns),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
         configmaps
-            .create(&PostParams::default(), &ConfigMap { metadata: meta("visible", &ns), ..Default::default() })
+            .create(
+                &PostParams::default(),
+                &ConfigMap {
+                    metadata: meta("visible", &ns),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
 
@@ -192,15 +238,32 @@ async fn service_account_token_authenticates_and_rbac_denies_what_was_not_grante
                 ..Default::default()
             }]),
         };
-        Api::<Role>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &role).await.unwrap();
+        Api::<Role>::namespaced(admin.clone(), &ns)
+            .create(&PostParams::default(), &role)
+            .await
+            .unwrap();
         let binding = RoleBinding {
             metadata: meta("reader", &ns),
-            role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: "configmap-reader".into() },
-            subjects: Some(vec![Subject { kind: "ServiceAccount".into(), name: "reader".into(), namespace: Some(ns.clone()), ..Default::default() }]),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: "configmap-reader".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: "reader".into(),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            }]),
         };
-        Api::<RoleBinding>::namespaced(admin.clone(), &ns).create(&PostParams::default(), &binding).await.unwrap();
+        Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
 
-        let request: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}})).unwrap();
+        let request: TokenRequest =
+            serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}}))
+                .unwrap();
         let token = accounts
             .create_token_request("reader", &PostParams::default(), &request)
             .await
@@ -211,24 +274,45 @@ async fn service_account_token_authenticates_and_rbac_denies_what_was_not_grante
         assert!(!token.is_empty());
 
         let mut config = common::config().await;
-        config.auth_info = kube::config::AuthInfo { token: Some(token.into()), ..Default::default() };
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
         let reader = Client::try_from(config).unwrap();
 
         let as_reader: Api<ConfigMap> = Api::namespaced(reader.clone(), &ns);
         // RoleBindings take effect through the authorizer's informer: poll until the grant is seen.
-        let cm = eventually("the granted get to be allowed", TIMEOUT, || async { as_reader.get("visible").await.ok() }).await;
+        let cm = eventually("the granted get to be allowed", TIMEOUT, || async {
+            as_reader.get("visible").await.ok()
+        })
+        .await;
         assert_eq!(cm.name_any(), "visible");
 
-        let forbidden = |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
-        assert!(forbidden(as_reader.list(&ListParams::default()).await.map(|_| ())), "list was not granted");
+        let forbidden =
+            |r: Result<_, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
         assert!(
-            forbidden(as_reader.delete("visible", &DeleteParams::default()).await.map(|_| ())),
+            forbidden(as_reader.list(&ListParams::default()).await.map(|_| ())),
+            "list was not granted"
+        );
+        assert!(
+            forbidden(
+                as_reader
+                    .delete("visible", &DeleteParams::default())
+                    .await
+                    .map(|_| ())
+            ),
             "delete was not granted"
         );
         let pods: Api<Pod> = Api::namespaced(reader.clone(), &ns);
-        assert!(forbidden(pods.list(&ListParams::default()).await.map(|_| ())), "pods were not granted");
+        assert!(
+            forbidden(pods.list(&ListParams::default()).await.map(|_| ())),
+            "pods were not granted"
+        );
         let other_ns: Api<ConfigMap> = Api::namespaced(reader, "default");
-        assert!(forbidden(other_ns.get("kube-root-ca.crt").await.map(|_| ())), "other namespaces were not granted");
+        assert!(
+            forbidden(other_ns.get("kube-root-ca.crt").await.map(|_| ())),
+            "other namespaces were not granted"
+        );
     })
     .await;
 }

@@ -44,9 +44,15 @@ pub async fn client() -> Client {
 /// A namespace name unique to this process and call: `<prefix>-<time><counter>`.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{:x}{n}", (nanos as u64 ^ std::process::id() as u64) & 0xff_ffff)
+    format!(
+        "{prefix}-{:x}{n}",
+        (nanos as u64 ^ std::process::id() as u64) & 0xff_ffff
+    )
 }
 
 /// Runs `body` with a fresh namespace and deletes the namespace afterwards, also when `body` panics.
