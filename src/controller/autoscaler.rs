@@ -1,0 +1,69 @@
+//! DaskAutoscaler: served and adopted by its DaskCluster (the scaling logic is a separate piece of work).
+
+use std::sync::Arc;
+
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::{Resource, ResourceExt};
+
+use super::{Context, adopt, drain, error_policy, remove_kopf_finalizer, tracked};
+use crate::crd::{DaskAutoscaler, DaskCluster};
+use crate::error::{Error, Result};
+
+pub(super) async fn controller(
+    ctx: &Arc<Context>,
+    autoscalers: ReflectHandle<DaskAutoscaler>,
+    clusters: ReflectHandle<DaskCluster>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let store = ctx.stores.autoscalers.clone();
+    let by_cluster = move |cluster: Arc<DaskCluster>| {
+        let (name, namespace) = (cluster.name_any(), cluster.namespace());
+        store
+            .state()
+            .into_iter()
+            .filter(|a| a.spec.cluster == name && a.namespace() == namespace)
+            .map(|a| ObjectRef::from_obj(a.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let stream = Controller::for_shared_stream(autoscalers, ctx.stores.autoscalers.clone())
+        .watches_shared_stream(clusters, by_cluster)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| tracked(obj, ctx, reconcile),
+            error_policy,
+            ctx.clone(),
+        );
+    drain(stream, "DaskAutoscaler").await
+}
+
+async fn reconcile(autoscaler: Arc<DaskAutoscaler>, ctx: Arc<Context>) -> Result<Action> {
+    remove_kopf_finalizer(&ctx, autoscaler.as_ref()).await?;
+    if autoscaler.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = autoscaler.namespace().unwrap_or_default();
+    let Some(cluster) = ctx
+        .stores
+        .clusters
+        .get(&ObjectRef::new(&autoscaler.spec.cluster).within(&namespace))
+    else {
+        let message = format!(
+            "DaskCluster {:?} does not exist in namespace {namespace}",
+            autoscaler.spec.cluster
+        );
+        ctx.event(
+            autoscaler.as_ref(),
+            EventType::Warning,
+            "ClusterNotFound",
+            message.clone(),
+        )
+        .await;
+        return Err(Error::Unusable(message));
+    };
+    adopt(&ctx, autoscaler.as_ref(), &cluster).await?;
+    Ok(Action::await_change())
+}

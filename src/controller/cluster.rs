@@ -1,0 +1,175 @@
+//! DaskCluster: scheduler Deployment + Service `<c>-scheduler` and the default worker group
+//! `<c>-default`; `status.phase` Running as soon as the scheduler Service exists.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::{Resource, ResourceExt};
+
+use super::{
+    Context, apply, drain, error_policy, patch_status, remove_kopf_finalizer, requeue, tracked,
+};
+use crate::crd::cluster::phase;
+use crate::crd::{DaskCluster, DaskClusterStatus, DaskWorkerGroup};
+use crate::error::Result;
+use crate::resources::{cluster as build, names};
+
+pub(super) async fn controller(
+    ctx: &Arc<Context>,
+    clusters: ReflectHandle<DaskCluster>,
+    deployments: ReflectHandle<Deployment>,
+    services: ReflectHandle<Service>,
+    groups: ReflectHandle<DaskWorkerGroup>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let stream = Controller::for_shared_stream(clusters, ctx.stores.clusters.clone())
+        .owns_shared_stream(deployments)
+        .owns_shared_stream(services)
+        .owns_shared_stream(groups)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| tracked(obj, ctx, reconcile),
+            error_policy,
+            ctx.clone(),
+        );
+    drain(stream, "DaskCluster").await
+}
+
+async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Action> {
+    remove_kopf_finalizer(&ctx, cluster.as_ref()).await?;
+    if cluster.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let (name, namespace) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
+    let current = cluster.status.as_ref();
+    let generation = cluster.meta().generation;
+
+    if let Err(message) = names::validate_cluster_name(&name) {
+        let status = DaskClusterStatus {
+            phase: Some(phase::ERROR.into()),
+            message: Some(message.clone()),
+            observed_generation: generation,
+            ..Default::default()
+        };
+        if patch_status(&ctx, cluster.as_ref(), current, &status).await? {
+            ctx.event(cluster.as_ref(), EventType::Warning, "InvalidName", message)
+                .await;
+        }
+        // Names are immutable: nothing will make this cluster valid.
+        return Ok(Action::await_change());
+    }
+
+    let scheduler = names::scheduler(&name);
+    let observed_deployment = ctx
+        .stores
+        .deployments
+        .get(&ObjectRef::new(&scheduler).within(&namespace));
+    let observed_service = ctx
+        .stores
+        .services
+        .get(&ObjectRef::new(&scheduler).within(&namespace));
+    let group_name = names::default_worker_group(&name);
+    let observed_group = ctx
+        .stores
+        .groups
+        .get(&ObjectRef::new(&group_name).within(&namespace));
+
+    let selector = observed_deployment
+        .as_ref()
+        .and_then(|d| d.spec.as_ref())
+        .map(|s| s.selector.clone());
+    let deployment = build::scheduler_deployment(&cluster, selector);
+    apply(
+        &ctx,
+        deployment,
+        observed_deployment.as_deref(),
+        "scheduler Deployment",
+    )
+    .await?;
+    let service = apply(
+        &ctx,
+        build::scheduler_service(&cluster),
+        observed_service.as_deref(),
+        "scheduler Service",
+    )
+    .await?;
+    let group = apply(
+        &ctx,
+        build::default_worker_group(&cluster),
+        observed_group.as_deref(),
+        "default DaskWorkerGroup",
+    )
+    .await?;
+
+    let group_status = group.object.status.unwrap_or_default();
+    let status = DaskClusterStatus {
+        phase: Some(service_phase(&service.object).into()),
+        message: None,
+        replicas: group_status.replicas,
+        selector: group_status.selector,
+        observed_generation: generation,
+    };
+    if patch_status(&ctx, cluster.as_ref(), current, &status).await?
+        && current.and_then(|s| s.phase.as_deref()) != status.phase.as_deref()
+    {
+        tracing::info!(%namespace, %name, phase = status.phase.as_deref(), "DaskCluster phase");
+    }
+    Ok(requeue())
+}
+
+/// Upstream's rule: Running once the scheduler Service exists, except a LoadBalancer Service without
+/// an ingress address, which is Pending.
+fn service_phase(service: &Service) -> &'static str {
+    let load_balancer =
+        service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    let ingress = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .is_some_and(|i| !i.is_empty());
+    if load_balancer && !ingress {
+        phase::PENDING
+    } else {
+        phase::RUNNING
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, ServiceSpec, ServiceStatus,
+    };
+
+    use super::*;
+
+    #[test]
+    fn phase_follows_the_service() {
+        let mut svc = Service {
+            spec: Some(ServiceSpec {
+                type_: Some("ClusterIP".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(service_phase(&svc), "Running");
+        svc.spec.as_mut().unwrap().type_ = Some("LoadBalancer".into());
+        assert_eq!(service_phase(&svc), "Pending");
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("127.0.0.1".into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(service_phase(&svc), "Running");
+    }
+}

@@ -1,0 +1,374 @@
+//! DaskJob: the DaskCluster `<job>`, the runner Pod `<job>-runner`, and `status.jobStatus`
+//! JobCreated → ClusterCreated → Running → Successful | Failed.
+//!
+//! Crash safety: every step is idempotent (deterministic names, create-if-absent), the terminal
+//! status is written before the cluster is deleted (upstream #975 wedged jobs by doing the reverse),
+//! and a job whose status is terminal is never started again.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::info;
+
+use super::{Context, apply, delete, drain, error_policy, patch_status, requeue, tracked};
+use crate::crd::job::job_status;
+use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
+use crate::error::{Error, Result};
+use crate::resources::{job as build, names};
+
+pub(super) async fn controller(
+    ctx: &Arc<Context>,
+    jobs: ReflectHandle<DaskJob>,
+    clusters: ReflectHandle<DaskCluster>,
+    runners: ReflectHandle<Pod>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let stream = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
+        .owns_shared_stream(clusters)
+        .owns_shared_stream(runners)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| tracked(obj, ctx, reconcile),
+            error_policy,
+            ctx.clone(),
+        );
+    drain(stream, "DaskJob").await
+}
+
+/// What the runner pod tells about the job.
+#[derive(Debug, PartialEq)]
+enum Runner {
+    /// Not created yet, or not scheduled/started.
+    Waiting,
+    Running,
+    Succeeded,
+    Failed(String),
+    /// Restarted more often than allowed: the job fails and the pod is stopped.
+    RestartLimitExceeded(i32),
+    /// The pod is gone before the job ended.
+    Deleted,
+}
+
+fn now() -> Time {
+    Time(Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid timestamp"))
+}
+
+async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
+    if job.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let (name, namespace) = (job.name_any(), job.namespace().unwrap_or_default());
+    let uid = job.uid().unwrap_or_default();
+    let current = job.status.clone();
+    let mut status = current.clone().unwrap_or_default();
+    status.observed_generation = job.meta().generation;
+    let cluster_ref = ObjectRef::<DaskCluster>::new(&name).within(&namespace);
+    let runner_name = names::runner(&name);
+
+    // A finished job only makes sure its cluster is gone.
+    if matches!(
+        status.job_status.as_deref(),
+        Some(job_status::SUCCESSFUL | job_status::FAILED)
+    ) {
+        delete_cluster(&ctx, &job, &uid).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Record the job before creating anything.
+    if status.job_status.is_none() {
+        status.job_status = Some(job_status::JOB_CREATED.into());
+        patch_status(&ctx, job.as_ref(), current.as_ref(), &status).await?;
+        info!(%namespace, %name, "A DaskJob has been created");
+    }
+
+    let observed_cluster = ctx.stores.clusters.get(&cluster_ref);
+    apply(
+        &ctx,
+        build::job_cluster(&job),
+        observed_cluster.as_deref(),
+        "job DaskCluster",
+    )
+    .await?;
+
+    let mut runner = ctx
+        .stores
+        .runners
+        .get(&ObjectRef::new(&runner_name).within(&namespace))
+        .map(|p| (*p).clone());
+    if let Some(pod) = &runner
+        && !pod.owner_references().iter().any(|o| o.uid == uid)
+    {
+        // A runner of an earlier DaskJob with the same name (upstream #829): wait for the garbage
+        // collector rather than adopt a pod that ran someone else's job.
+        return Err(Error::Unusable(format!(
+            "pod {runner_name} belongs to an earlier DaskJob of the same name and is still being deleted"
+        )));
+    }
+    let before_runner = status.job_status.as_deref() == Some(job_status::JOB_CREATED);
+    if runner.is_none() && before_runner {
+        runner = Some(create_runner(&ctx, &job).await?);
+    }
+    if before_runner {
+        status.job_status = Some(job_status::CLUSTER_CREATED.into());
+        status.cluster_name = Some(name.clone());
+        status.job_runner_pod_name = Some(runner_name.clone());
+        patch_status(&ctx, job.as_ref(), Some(&current_or(&job)), &status).await?;
+        ctx.event(
+            job.as_ref(),
+            EventType::Normal,
+            "ClusterCreated",
+            format!("Created DaskCluster {name} and runner pod {runner_name}"),
+        )
+        .await;
+    }
+
+    // The cache may not show a runner created moments ago: ask the API server before concluding it is gone.
+    if runner.is_none() {
+        runner = ctx
+            .api::<Pod>(&namespace)
+            .get_opt(&runner_name)
+            .await
+            .map_err(Error::api(format!("get pod {namespace}/{runner_name}")))?;
+    }
+    let limit = job
+        .spec
+        .job
+        .restart_limit
+        .unwrap_or(ctx.settings.runner_restart_limit);
+    let observed = observe_runner(runner.as_ref(), limit);
+    let restart_limit_exceeded = matches!(observed, Runner::RestartLimitExceeded(_));
+
+    match observed {
+        Runner::Waiting => {}
+        Runner::Running => {
+            if status.job_status.as_deref() != Some(job_status::RUNNING) {
+                status.job_status = Some(job_status::RUNNING.into());
+                status.start_time.get_or_insert_with(now);
+                patch_status(&ctx, job.as_ref(), Some(&current_or(&job)), &status).await?;
+                info!(%namespace, %name, "Job now in running");
+            }
+        }
+        ended => {
+            let (outcome, reason, message) = match ended {
+                Runner::Succeeded => (
+                    job_status::SUCCESSFUL,
+                    "RunnerSucceeded",
+                    format!("runner pod {runner_name} succeeded"),
+                ),
+                Runner::Failed(why) => (
+                    job_status::FAILED,
+                    "RunnerFailed",
+                    format!("runner pod {runner_name} failed: {why}"),
+                ),
+                Runner::RestartLimitExceeded(restarts) => (
+                    job_status::FAILED,
+                    "RestartLimitExceeded",
+                    format!(
+                        "runner pod {runner_name} restarted {restarts} times, more than the limit of {limit}"
+                    ),
+                ),
+                Runner::Deleted => (
+                    job_status::FAILED,
+                    "RunnerDeleted",
+                    format!("runner pod {runner_name} was deleted before it finished"),
+                ),
+                Runner::Waiting | Runner::Running => unreachable!(),
+            };
+            let end = now();
+            status.job_status = Some(outcome.into());
+            status.end_time = Some(end.clone());
+            status.reason = Some(reason.into());
+            status.message = Some(message.clone());
+            let condition = if outcome == job_status::SUCCESSFUL {
+                "Complete"
+            } else {
+                "Failed"
+            };
+            status.conditions = Some(vec![Condition {
+                type_: condition.into(),
+                status: "True".into(),
+                reason: reason.into(),
+                message: message.clone(),
+                last_transition_time: end,
+                observed_generation: job.meta().generation,
+            }]);
+            // The terminal status first: once it is stored, nothing can wedge the job (upstream #975).
+            patch_status(&ctx, job.as_ref(), Some(&current_or(&job)), &status).await?;
+            if outcome == job_status::SUCCESSFUL {
+                info!(%namespace, %name, "Job succeeded, deleting Dask cluster.");
+                ctx.event(job.as_ref(), EventType::Normal, reason, message)
+                    .await;
+            } else {
+                info!(%namespace, %name, %reason, "Job failed, deleting Dask cluster.");
+                ctx.event(job.as_ref(), EventType::Warning, reason, message)
+                    .await;
+            }
+            if restart_limit_exceeded {
+                stop_runner(&ctx, &namespace, &runner_name).await?;
+            }
+            delete_cluster(&ctx, &job, &uid).await?;
+            return Ok(Action::await_change());
+        }
+    }
+    Ok(requeue())
+}
+
+/// The status as stored when this reconcile started, for comparisons after earlier patches in the
+/// same pass (each patch is compared against what was last written, so it is never repeated).
+fn current_or(job: &DaskJob) -> DaskJobStatus {
+    job.status.clone().unwrap_or_default()
+}
+
+fn observe_runner(pod: Option<&Pod>, restart_limit: i32) -> Runner {
+    let Some(pod) = pod else {
+        return Runner::Deleted;
+    };
+    let Some(status) = pod.status.as_ref() else {
+        return Runner::Waiting;
+    };
+    match status.phase.as_deref() {
+        Some("Succeeded") => return Runner::Succeeded,
+        Some("Failed") => {
+            let why = status
+                .reason
+                .clone()
+                .or_else(|| status.message.clone())
+                .unwrap_or_else(|| "pod phase Failed".into());
+            return Runner::Failed(why);
+        }
+        _ => {}
+    }
+    let restarts: i32 = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .map(|c| c.restart_count)
+        .sum();
+    if restarts > restart_limit {
+        return Runner::RestartLimitExceeded(restarts);
+    }
+    match status.phase.as_deref() {
+        Some("Running") => Runner::Running,
+        _ => Runner::Waiting,
+    }
+}
+
+/// Creates the runner pod unless it exists (a crash after the create and before the status write).
+async fn create_runner(ctx: &Context, job: &DaskJob) -> Result<Pod> {
+    let pod = build::runner_pod(job);
+    let (name, namespace) = (pod.name_any(), pod.namespace().unwrap_or_default());
+    let api = ctx.api::<Pod>(&namespace);
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(super::MANAGER.into()),
+                ..Default::default()
+            },
+            &pod,
+        )
+        .await
+    {
+        Ok(pod) => Ok(pod),
+        Err(kube::Error::Api(s)) if s.code == 409 => api
+            .get(&name)
+            .await
+            .map_err(Error::api(format!("get pod {namespace}/{name}"))),
+        Err(e) => Err(Error::api(format!("create runner pod {namespace}/{name}"))(
+            e,
+        )),
+    }
+}
+
+/// Stops a runner that would otherwise restart forever under `restartPolicy: OnFailure`, keeping the
+/// pod (and its logs): a short active deadline makes the kubelet end it.
+async fn stop_runner(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
+    let patch = json!({"spec": {"activeDeadlineSeconds": 1}});
+    match ctx
+        .api::<Pod>(namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(Error::api(format!("stop runner pod {namespace}/{name}"))(e)),
+    }
+}
+
+/// Deletes the job's DaskCluster if it is the job's own (not a same-named cluster of someone else).
+async fn delete_cluster(ctx: &Context, job: &DaskJob, uid: &str) -> Result<()> {
+    let (name, namespace) = (job.name_any(), job.namespace().unwrap_or_default());
+    let Some(cluster) = ctx
+        .stores
+        .clusters
+        .get(&ObjectRef::new(&name).within(&namespace))
+    else {
+        return Ok(());
+    };
+    if cluster.meta().deletion_timestamp.is_some()
+        || !cluster.owner_references().iter().any(|o| o.uid == uid)
+    {
+        return Ok(());
+    }
+    delete::<DaskCluster>(ctx, &namespace, &name, "job DaskCluster").await
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
+
+    use super::*;
+
+    fn pod(phase: &str, restarts: i32) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                container_statuses: Some(vec![ContainerStatus {
+                    restart_count: restarts,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn runner_phases_map_to_job_outcomes() {
+        assert_eq!(observe_runner(None, 6), Runner::Deleted);
+        assert_eq!(observe_runner(Some(&Pod::default()), 6), Runner::Waiting);
+        assert_eq!(observe_runner(Some(&pod("Pending", 0)), 6), Runner::Waiting);
+        assert_eq!(observe_runner(Some(&pod("Running", 6)), 6), Runner::Running);
+        assert_eq!(
+            observe_runner(Some(&pod("Running", 7)), 6),
+            Runner::RestartLimitExceeded(7)
+        );
+        assert_eq!(
+            observe_runner(Some(&pod("Succeeded", 9)), 6),
+            Runner::Succeeded
+        );
+        assert!(matches!(
+            observe_runner(Some(&pod("Failed", 0)), 6),
+            Runner::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn times_have_whole_seconds_like_upstream() {
+        let text = serde_json::to_string(&now()).unwrap();
+        assert!(
+            text.ends_with("Z\"") && text.len() == "\"2026-01-01T00:00:00Z\"".len(),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,539 @@
+//! The controllers, one module per kind, and what they share: the watched stores, the apply and
+//! status helpers, events and per-object backoff.
+//!
+//! Every kind is watched once (shared reflectors, narrowed by label selectors where the kind is not
+//! ours) and every controller reads its children from those stores. A reconcile observes, builds the
+//! desired children with the pure builders in [`crate::resources`], applies only what differs
+//! (server-side apply, one field manager), then patches status only if it changed.
+
+mod autoscaler;
+mod cluster;
+mod job;
+mod workergroup;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::ready;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tracing::{debug, info, warn};
+
+use crate::crd::{DaskAutoscaler, DaskCluster, DaskJob, DaskWorkerGroup};
+use crate::error::{Error, Result, backoff};
+use crate::resources::labels::{self, COMPONENT, SPEC_HASH, component};
+
+/// The field manager of every write.
+pub const MANAGER: &str = "dask-operator";
+
+/// Safety-net requeue for objects that are not finished: a missed event is noticed within this time.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Operator settings (see `dask-operator run --help`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Reconciles running at once, per kind.
+    pub concurrency: u16,
+    /// Container restarts of a DaskJob runner before the job is Failed, unless the job sets its own.
+    pub runner_restart_limit: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespace: None,
+            concurrency: 16,
+            runner_restart_limit: 6,
+        }
+    }
+}
+
+/// Everything the operator watches, each kind once.
+#[derive(Clone)]
+pub struct Stores {
+    pub clusters: Store<DaskCluster>,
+    pub groups: Store<DaskWorkerGroup>,
+    pub jobs: Store<DaskJob>,
+    pub autoscalers: Store<DaskAutoscaler>,
+    /// Scheduler and worker Deployments (`dask.org/component in (scheduler,worker)`).
+    pub deployments: Store<Deployment>,
+    /// Scheduler Services (`dask.org/component=scheduler`).
+    pub services: Store<Service>,
+    /// Job runner Pods (`dask.org/component=job-runner`).
+    pub runners: Store<Pod>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub stores: Stores,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Publishes an Event about `obj`. Events are best effort: a failure is logged, never returned.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+        format!(
+            "{}/{}/{}",
+            K::kind(&()),
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+            obj.meta().name.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn record_success<K: Resource<DynamicType = ()>>(&self, obj: &K) {
+        self.failures.lock().unwrap().remove(&Self::key(obj));
+    }
+
+    fn record_failure<K: Resource<DynamicType = ()>>(&self, obj: &K) -> u32 {
+        let mut failures = self.failures.lock().unwrap();
+        let n = failures.entry(Self::key(obj)).or_default();
+        *n += 1;
+        *n
+    }
+}
+
+/// The result of [`apply`]: the object as stored, and whether a write was needed.
+pub struct Applied<K> {
+    pub object: K,
+    pub written: bool,
+}
+
+/// A hash of what we want a child to be; kept in its [`SPEC_HASH`] annotation.
+fn spec_hash<K: Serialize>(desired: &K) -> String {
+    let bytes = serde_json::to_vec(desired).expect("objects serialize");
+    hex::encode(Sha256::digest(&bytes))[..16].to_string()
+}
+
+/// Server-side applies `desired` unless `observed` was made from the same desired state (same spec
+/// hash), so an unchanged child costs no API call. `what` names the step in errors.
+pub async fn apply<K>(
+    ctx: &Context,
+    mut desired: K,
+    observed: Option<&K>,
+    what: &str,
+) -> Result<Applied<K>>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let hash = spec_hash(&desired);
+    if let Some(current) = observed {
+        let same = current.annotations().get(SPEC_HASH) == Some(&hash);
+        if same && current.meta().deletion_timestamp.is_none() {
+            return Ok(Applied {
+                object: current.clone(),
+                written: false,
+            });
+        }
+    }
+    desired.annotations_mut().insert(SPEC_HASH.into(), hash);
+    let name = desired.name_any();
+    let namespace = desired.namespace().unwrap_or_default();
+    let mut body = serde_json::to_value(&desired).expect("objects serialize");
+    body["apiVersion"] = json!(K::api_version(&()));
+    body["kind"] = json!(K::kind(&()));
+    let api: Api<K> = ctx.api(&namespace);
+    let object = api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::api(format!("apply {what} {namespace}/{name}")))?;
+    debug!(%namespace, %name, what, "applied");
+    Ok(Applied {
+        object,
+        written: true,
+    })
+}
+
+/// Server-side applies `status` to the status subresource of `obj` if it differs from `current`.
+pub async fn patch_status<K, S>(
+    ctx: &Context,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let name = obj.name_any();
+    let namespace = obj.namespace().unwrap_or_default();
+    let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    ctx.api::<K>(&namespace)
+        .patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::api(format!(
+            "patch {} status {namespace}/{name}",
+            K::kind(&())
+        )))?;
+    Ok(true)
+}
+
+/// Deletes `name`; NotFound counts as done.
+pub async fn delete<K>(ctx: &Context, namespace: &str, name: &str, what: &str) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    match ctx
+        .api::<K>(namespace)
+        .delete(name, &Default::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(Error::api(format!("delete {what} {namespace}/{name}"))(e)),
+    }
+}
+
+/// Removes kopf's finalizer from an object the Python operator handled, so that deleting it does
+/// not hang now that kopf is gone. Optimistic: the patch carries the resourceVersion it was read at.
+pub async fn remove_kopf_finalizer<K>(ctx: &Context, obj: &K) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let finalizers = obj.finalizers();
+    if !finalizers.iter().any(|f| f == labels::KOPF_FINALIZER) {
+        return Ok(());
+    }
+    let kept: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != labels::KOPF_FINALIZER)
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
+    let (name, namespace) = (obj.name_any(), obj.namespace().unwrap_or_default());
+    ctx.api::<K>(&namespace)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::api(format!(
+            "remove kopf finalizer from {namespace}/{name}"
+        )))?;
+    info!(%namespace, %name, "removed kopf finalizer");
+    Ok(())
+}
+
+/// Makes `obj` a child of its DaskCluster (cascade deletion), as upstream does for user-created
+/// worker groups and autoscalers, without labelling it. Uses its own field manager so it never drops
+/// fields that the main one owns.
+pub async fn adopt<K>(ctx: &Context, obj: &K, cluster: &DaskCluster) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let cluster_uid = cluster.uid().unwrap_or_default();
+    let owners = obj.owner_references();
+    if owners.iter().any(|o| o.uid == cluster_uid) {
+        return Ok(());
+    }
+    let mut owner = cluster
+        .controller_owner_ref(&())
+        .expect("cluster has a name and uid");
+    if owners.iter().any(|o| o.controller == Some(true)) {
+        owner.controller = Some(false); // only one controller reference is allowed
+    }
+    let (name, namespace) = (obj.name_any(), obj.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
+    });
+    ctx.api::<K>(&namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(&format!("{MANAGER}/adopt")).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::api(format!(
+            "adopt {} {namespace}/{name}",
+            K::kind(&())
+        )))?;
+    info!(kind = %K::kind(&()), %namespace, %name, cluster = %cluster.name_any(), "adopted by its cluster");
+    Ok(())
+}
+
+/// What a reconcile that did not fail returns for an object still in progress.
+fn requeue() -> Action {
+    Action::requeue(RESYNC)
+}
+
+/// Runs `reconcile` and resets the object's failure count when it succeeds.
+async fn tracked<K, Fut>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+    Fut: std::future::Future<Output = Result<Action>>,
+{
+    let result = reconcile(obj.clone(), ctx.clone()).await;
+    if result.is_ok() {
+        ctx.record_success(obj.as_ref());
+    }
+    result
+}
+
+/// Per-object exponential backoff; the count is reset by the next successful reconcile.
+fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let failures = ctx.record_failure(obj.as_ref());
+    let delay = backoff(failures);
+    warn!(
+        kind = %K::kind(&()),
+        namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
+        name = obj.meta().name.as_deref().unwrap_or_default(),
+        error = %error,
+        error_kind = error.kind(),
+        failures,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+fn first<K: Resource<DynamicType = ()> + Clone>(
+    handles: Vec<ReflectHandle<K>>,
+) -> ReflectHandle<K> {
+    handles.into_iter().next().expect("one subscription")
+}
+
+/// A shared reflector: a store, `n` subscriptions to its events, and the stream that drives it.
+fn shared<K>(
+    api: Api<K>,
+    wc: watcher::Config,
+    n: usize,
+) -> (
+    Store<K>,
+    Vec<ReflectHandle<K>>,
+    impl std::future::Future<Output = ()> + Send,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store_shared(1024);
+    let handles = (0..n)
+        .map(|_| writer.subscribe().expect("shared store"))
+        .collect();
+    let kind = K::kind(&()).to_string();
+    let driver = watcher(api, wc)
+        .default_backoff()
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect_shared(writer)
+        .for_each(move |event| {
+            if let Err(e) = event {
+                warn!(kind = %kind, error = %e, "watch error; retrying with backoff");
+            }
+            ready(())
+        });
+    (store, handles, driver)
+}
+
+fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Logs the outcome of each reconcile the way every controller does.
+fn drain<S, T, E>(stream: S, kind: &'static str) -> impl std::future::Future<Output = ()>
+where
+    S: Stream<Item = Result<T, E>>,
+    T: Debug,
+    E: Debug,
+{
+    stream.for_each(move |res| {
+        if let Err(e) = res {
+            debug!(kind, error = ?e, "reconcile not run");
+        }
+        ready(())
+    })
+}
+
+/// Runs the four controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = &settings.namespace;
+    let dask_children = watcher::Config::default().labels(&format!(
+        "{COMPONENT} in ({},{})",
+        component::SCHEDULER,
+        component::WORKER
+    ));
+    let (clusters, cluster_subs, clusters_driver) =
+        shared(api_for::<DaskCluster>(&client, ns), Default::default(), 4);
+    let (groups, group_subs, groups_driver) = shared(
+        api_for::<DaskWorkerGroup>(&client, ns),
+        Default::default(),
+        3,
+    );
+    let (jobs, job_subs, jobs_driver) =
+        shared(api_for::<DaskJob>(&client, ns), Default::default(), 1);
+    let (autoscalers, autoscaler_subs, autoscalers_driver) = shared(
+        api_for::<DaskAutoscaler>(&client, ns),
+        Default::default(),
+        1,
+    );
+    let (deployments, deployment_subs, deployments_driver) =
+        shared(api_for::<Deployment>(&client, ns), dask_children, 2);
+    let (services, service_subs, services_driver) = shared(
+        api_for::<Service>(&client, ns),
+        watcher::Config::default().labels(&format!("{COMPONENT}={}", component::SCHEDULER)),
+        1,
+    );
+    let (runners, runner_subs, runners_driver) = shared(
+        api_for::<Pod>(&client, ns),
+        watcher::Config::default().labels(&format!("{COMPONENT}={}", component::JOB_RUNNER)),
+        1,
+    );
+    let stores = Stores {
+        clusters,
+        groups,
+        jobs,
+        autoscalers,
+        deployments,
+        services,
+        runners,
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), Reporter::from(MANAGER)),
+        client,
+        settings: settings.clone(),
+        stores,
+        failures: Mutex::default(),
+    });
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+
+    let mut clusters = cluster_subs.into_iter();
+    let mut groups = group_subs.into_iter();
+    let mut deployments = deployment_subs.into_iter();
+    let mut next = move || (clusters.next().unwrap(), groups.next(), deployments.next());
+    let (c1, g1, d1) = next();
+    let (c2, g2, d2) = next();
+    let (c3, _, _) = next();
+    let (c4, _, _) = next();
+    let controllers = futures::future::join4(
+        cluster::controller(
+            &ctx,
+            c1,
+            d1.unwrap(),
+            first(service_subs),
+            g1.unwrap(),
+            config.clone(),
+            shutdown.clone(),
+        ),
+        workergroup::controller(
+            &ctx,
+            g2.unwrap(),
+            d2.unwrap(),
+            c2,
+            config.clone(),
+            shutdown.clone(),
+        ),
+        job::controller(
+            &ctx,
+            first(job_subs),
+            c3,
+            first(runner_subs),
+            config.clone(),
+            shutdown.clone(),
+        ),
+        autoscaler::controller(&ctx, first(autoscaler_subs), c4, config, shutdown.clone()),
+    );
+    let drivers = futures::future::join(
+        futures::future::join4(
+            clusters_driver,
+            groups_driver,
+            jobs_driver,
+            autoscalers_driver,
+        ),
+        futures::future::join3(deployments_driver, services_driver, runners_driver),
+    );
+    info!(
+        namespace = ns.as_deref().unwrap_or("<all>"),
+        "dask-operator running"
+    );
+    // The drivers never end on their own; the controllers end on shutdown.
+    tokio::select! {
+        _ = controllers => {}
+        _ = drivers => {}
+    }
+    info!("dask-operator stopped");
+}

@@ -1,0 +1,184 @@
+//! DaskWorkerGroup: adopted by its DaskCluster, and one worker Deployment per replica.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Config, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::{Resource, ResourceExt};
+use tracing::info;
+
+use super::{Context, adopt, apply, delete, drain, error_policy, patch_status, requeue, tracked};
+use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupStatus};
+use crate::error::{Error, Result};
+use crate::resources::labels::{self, WORKERGROUP_NAME};
+use crate::resources::{names, workers as build};
+
+pub(super) async fn controller(
+    ctx: &Arc<Context>,
+    groups: ReflectHandle<DaskWorkerGroup>,
+    deployments: ReflectHandle<Deployment>,
+    clusters: ReflectHandle<DaskCluster>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    // A group naming a cluster that does not exist yet is reconciled again when the cluster appears.
+    let groups_store = ctx.stores.groups.clone();
+    let by_cluster = move |cluster: Arc<DaskCluster>| {
+        let (name, namespace) = (cluster.name_any(), cluster.namespace());
+        groups_store
+            .state()
+            .into_iter()
+            .filter(|g| g.spec.cluster == name && g.namespace() == namespace)
+            .map(|g| ObjectRef::from_obj(g.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let stream = Controller::for_shared_stream(groups, ctx.stores.groups.clone())
+        .owns_shared_stream(deployments)
+        .watches_shared_stream(clusters, by_cluster)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| tracked(obj, ctx, reconcile),
+            error_policy,
+            ctx.clone(),
+        );
+    drain(stream, "DaskWorkerGroup").await
+}
+
+async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Action> {
+    if group.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let (name, namespace) = (group.name_any(), group.namespace().unwrap_or_default());
+    let uid = group.uid().unwrap_or_default();
+    let selector = labels::selector_string(&build::group_selector(&group));
+    let current = group.status.as_ref();
+
+    let Some(cluster) = ctx
+        .stores
+        .clusters
+        .get(&ObjectRef::new(&group.spec.cluster).within(&namespace))
+    else {
+        let message = format!(
+            "DaskCluster {:?} does not exist in namespace {namespace}",
+            group.spec.cluster
+        );
+        let status = DaskWorkerGroupStatus {
+            message: Some(message.clone()),
+            selector: Some(selector),
+            observed_generation: group.meta().generation,
+            ..current.cloned().unwrap_or_default()
+        };
+        if patch_status(&ctx, group.as_ref(), current, &status).await? {
+            ctx.event(
+                group.as_ref(),
+                EventType::Warning,
+                "ClusterNotFound",
+                message.clone(),
+            )
+            .await;
+        }
+        return Err(Error::Unusable(message));
+    };
+    adopt(&ctx, group.as_ref(), &cluster).await?;
+
+    // This group's workers, as cached. Deployments being deleted still hold their names.
+    let workers: Vec<Arc<Deployment>> = ctx.stores.deployments.state_filter(|d| {
+        d.namespace().as_deref() == Some(namespace.as_str())
+            && d.labels().get(WORKERGROUP_NAME) == Some(&name)
+            && d.owner_references().iter().any(|o| o.uid == uid)
+    });
+    let live: Vec<&Arc<Deployment>> = workers
+        .iter()
+        .filter(|d| d.meta().deletion_timestamp.is_none())
+        .collect();
+    let wanted = group.spec.worker.replicas.max(0) as usize;
+    let cluster_labels = cluster.labels().clone();
+
+    // Existing workers follow spec edits (the hash makes an unchanged worker free).
+    for worker in &live {
+        let selector = worker.spec.as_ref().map(|s| s.selector.clone());
+        let desired =
+            build::worker_deployment(&group, &worker.name_any(), &cluster_labels, selector);
+        apply(&ctx, desired, Some(worker.as_ref()), "worker Deployment").await?;
+    }
+
+    let mut count = live.len();
+    if count < wanted {
+        let taken = |n: &str| workers.iter().any(|w| w.name_any() == n);
+        let mut slot = 0;
+        while count < wanted {
+            let worker = names::worker_deployment(&name, &uid, slot);
+            slot += 1;
+            if taken(&worker) {
+                continue;
+            }
+            apply(
+                &ctx,
+                build::worker_deployment(&group, &worker, &cluster_labels, None),
+                None,
+                "worker Deployment",
+            )
+            .await?;
+            count += 1;
+        }
+        info!(%namespace, %name, workers = count, "scaled worker group up");
+    } else if count > wanted {
+        count = scale_down(&ctx, &namespace, &name, &uid, wanted).await?;
+        info!(%namespace, %name, workers = count, "scaled worker group down");
+    }
+
+    let status = DaskWorkerGroupStatus {
+        replicas: Some(count as i32),
+        selector: Some(selector),
+        message: None,
+        observed_generation: group.meta().generation,
+    };
+    patch_status(&ctx, group.as_ref(), current, &status).await?;
+    Ok(requeue())
+}
+
+/// Deletes workers until `wanted` are left and returns how many are left. Reads the workers from the
+/// API server, not the cache, so a stale cache can never remove one worker too many. Workers whose pod
+/// is not ready go first (they hold no results), then the newest.
+async fn scale_down(
+    ctx: &Context,
+    namespace: &str,
+    group: &str,
+    uid: &str,
+    wanted: usize,
+) -> Result<usize> {
+    let params = ListParams::default().labels(&format!("{WORKERGROUP_NAME}={group}"));
+    let mut live: Vec<Deployment> = ctx
+        .api::<Deployment>(namespace)
+        .list(&params)
+        .await
+        .map_err(Error::api(format!("list workers of {namespace}/{group}")))?
+        .items
+        .into_iter()
+        .filter(|d| {
+            d.meta().deletion_timestamp.is_none()
+                && d.owner_references().iter().any(|o| o.uid == uid)
+        })
+        .collect();
+    let ready = |d: &Deployment| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+            > 0
+    };
+    live.sort_by(|a, b| {
+        ready(a)
+            .cmp(&ready(b))
+            .then_with(|| b.creation_timestamp().cmp(&a.creation_timestamp()))
+    });
+    let excess = live.len().saturating_sub(wanted);
+    for worker in live.iter().take(excess) {
+        delete::<Deployment>(ctx, namespace, &worker.name_any(), "worker Deployment").await?;
+    }
+    Ok(live.len() - excess)
+}

@@ -1,0 +1,236 @@
+//! A DaskCluster's children: the scheduler Deployment and Service, and the default worker group.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use super::labels::{self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, component};
+use super::{child_meta, names};
+use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupSpec};
+
+/// Labels the scheduler Deployment selects its pod by, unless an existing Deployment already has a
+/// (immutable) selector of its own, e.g. one made by the Python operator.
+pub fn scheduler_selector(cluster: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels::with_base(
+            Default::default(),
+            &[(CLUSTER_NAME, cluster), (COMPONENT, component::SCHEDULER)],
+        )),
+        ..Default::default()
+    }
+}
+
+/// Deployment `<cluster>-scheduler`: one replica of `spec.scheduler.spec`, verbatim.
+pub fn scheduler_deployment(
+    cluster: &DaskCluster,
+    existing_selector: Option<LabelSelector>,
+) -> Deployment {
+    let name = cluster.name_any();
+    let (inherited, annotations) =
+        labels::inherit(cluster.meta(), &cluster.spec.scheduler.metadata);
+    let labels = labels::with_base(
+        inherited,
+        &[
+            (CLUSTER_NAME, &name),
+            (COMPONENT, component::SCHEDULER),
+            (ISTIO_INJECT, "false"),
+        ],
+    );
+    let pod_meta = ObjectMeta {
+        labels: Some(labels.clone()),
+        annotations: (!annotations.is_empty()).then(|| annotations.clone()),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: child_meta(
+            names::scheduler(&name),
+            cluster.meta(),
+            cluster.controller_owner_ref(&()),
+            labels,
+            annotations,
+        ),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: existing_selector.unwrap_or_else(|| scheduler_selector(&name)),
+            // Never two schedulers at once: a rollout stops the old pod before starting the new one.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..Default::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(pod_meta),
+                spec: Some(cluster.spec.scheduler.spec.clone()),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Service `<cluster>-scheduler`: `spec.scheduler.service`, verbatim.
+pub fn scheduler_service(cluster: &DaskCluster) -> Service {
+    let name = cluster.name_any();
+    let (inherited, annotations) =
+        labels::inherit(cluster.meta(), &cluster.spec.scheduler.metadata);
+    let labels = labels::with_base(
+        inherited,
+        &[(CLUSTER_NAME, &name), (COMPONENT, component::SCHEDULER)],
+    );
+    Service {
+        metadata: child_meta(
+            names::scheduler(&name),
+            cluster.meta(),
+            cluster.controller_owner_ref(&()),
+            labels,
+            annotations,
+        ),
+        spec: Some(cluster.spec.scheduler.service.clone()),
+        ..Default::default()
+    }
+}
+
+/// DaskWorkerGroup `<cluster>-default` with `spec.worker`.
+pub fn default_worker_group(cluster: &DaskCluster) -> DaskWorkerGroup {
+    let name = cluster.name_any();
+    let (inherited, annotations) = labels::inherit(cluster.meta(), &cluster.spec.worker.metadata);
+    let labels = labels::with_base(
+        inherited,
+        &[(CLUSTER_NAME, &name), (COMPONENT, component::WORKERGROUP)],
+    );
+    DaskWorkerGroup {
+        metadata: child_meta(
+            names::default_worker_group(&name),
+            cluster.meta(),
+            cluster.controller_owner_ref(&()),
+            labels,
+            annotations,
+        ),
+        spec: DaskWorkerGroupSpec {
+            cluster: name,
+            worker: cluster.spec.worker.clone(),
+        },
+        status: None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::resources::labels::Map;
+
+    pub(crate) fn simplecluster() -> DaskCluster {
+        let yaml = include_str!("../../tests/fixtures/simplecluster.yaml");
+        let mut cluster: DaskCluster = serde_saphyr::from_str(yaml).unwrap();
+        cluster.metadata.namespace = Some("ns1".into());
+        cluster.metadata.uid = Some("uid-simple".into());
+        cluster
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> Map {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn scheduler_deployment_has_upstream_names_labels_and_owner() {
+        let cluster = simplecluster();
+        let d = scheduler_deployment(&cluster, None);
+        assert_eq!(d.metadata.name.as_deref(), Some("simple-scheduler"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("ns1"));
+        let labels = d.metadata.labels.clone().unwrap();
+        assert_eq!(
+            labels,
+            map(&[
+                ("dask.org/cluster-name", "simple"),
+                ("dask.org/component", "scheduler"),
+                ("scheduler-sublabel", "label-value"),
+                ("sidecar.istio.io/inject", "false"),
+                ("test-label", "label-value"),
+            ])
+        );
+        assert_eq!(
+            d.metadata.annotations.clone().unwrap(),
+            map(&[
+                ("scheduler-subannotation", "annotation-value"),
+                ("test-annotation", "annotation-value")
+            ])
+        );
+        let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("DaskCluster", "simple", Some(true))
+        );
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        let template = spec.template;
+        assert_eq!(template.metadata.unwrap().labels.unwrap(), labels);
+        // The pod spec is used verbatim: no env is injected into the scheduler.
+        let container = &template.spec.unwrap().containers[0];
+        assert_eq!(container.env.as_ref().unwrap().len(), 1);
+        assert_eq!(container.env.as_ref().unwrap()[0].name, "SCHEDULER_ENV");
+        for (k, v) in spec.selector.match_labels.unwrap() {
+            assert_eq!(
+                labels.get(&k),
+                Some(&v),
+                "selector label {k} is on the pods"
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_selector_is_kept() {
+        let existing = LabelSelector {
+            match_labels: Some(map(&[("a", "b")])),
+            ..Default::default()
+        };
+        let d = scheduler_deployment(&simplecluster(), Some(existing.clone()));
+        assert_eq!(d.spec.unwrap().selector, existing);
+    }
+
+    #[test]
+    fn service_is_verbatim_with_scheduler_labels_but_no_istio_label() {
+        let cluster = simplecluster();
+        let s = scheduler_service(&cluster);
+        assert_eq!(s.metadata.name.as_deref(), Some("simple-scheduler"));
+        let labels = s.metadata.labels.unwrap();
+        assert_eq!(
+            labels.get("dask.org/component").map(String::as_str),
+            Some("scheduler")
+        );
+        assert!(!labels.contains_key("sidecar.istio.io/inject"));
+        assert_eq!(s.spec.as_ref(), Some(&cluster.spec.scheduler.service));
+    }
+
+    #[test]
+    fn default_worker_group_carries_worker_metadata() {
+        let cluster = simplecluster();
+        let g = default_worker_group(&cluster);
+        assert_eq!(g.metadata.name.as_deref(), Some("simple-default"));
+        assert_eq!(g.spec.cluster, "simple");
+        assert_eq!(g.spec.worker, cluster.spec.worker);
+        let labels = g.metadata.labels.unwrap();
+        assert_eq!(
+            labels.get("dask.org/component").map(String::as_str),
+            Some("workergroup")
+        );
+        assert_eq!(
+            labels.get("worker-sublabel").map(String::as_str),
+            Some("label-value")
+        );
+        assert_eq!(
+            labels.get("test-label").map(String::as_str),
+            Some("label-value")
+        );
+        let annotations = g.metadata.annotations.unwrap();
+        assert!(annotations.contains_key("worker-subannotation"));
+        assert!(
+            !annotations.keys().any(
+                |k| k.starts_with("kopf.zalando.org") || k.starts_with("kubectl.kubernetes.io")
+            )
+        );
+    }
+}

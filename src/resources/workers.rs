@@ -1,0 +1,191 @@
+//! A DaskWorkerGroup's children: one Deployment per Dask worker.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use super::labels::{
+    self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, Map, WORKER_NAME, WORKERGROUP_NAME, component,
+};
+use super::{append_env, child_meta, names};
+use crate::crd::DaskWorkerGroup;
+
+/// The labels on every worker Deployment and pod of a group: how workers are counted.
+pub fn group_selector(group: &DaskWorkerGroup) -> Map {
+    labels::with_base(
+        Default::default(),
+        &[
+            (CLUSTER_NAME, &group.spec.cluster),
+            (WORKERGROUP_NAME, &group.name_any()),
+            (COMPONENT, component::WORKER),
+        ],
+    )
+}
+
+/// Worker Deployment `name` (see [`names::worker_deployment`]): one replica of `spec.worker.spec` with
+/// `DASK_WORKER_NAME` (the Deployment name, which is also the Dask worker name) and
+/// `DASK_SCHEDULER_ADDRESS` appended. `cluster_labels` are the DaskCluster's labels, added where the
+/// group does not set the key (upstream's non-forced labelling); `existing_selector` keeps the
+/// immutable selector of a Deployment that already exists.
+pub fn worker_deployment(
+    group: &DaskWorkerGroup,
+    name: &str,
+    cluster_labels: &Map,
+    existing_selector: Option<LabelSelector>,
+) -> Deployment {
+    let cluster = &group.spec.cluster;
+    let group_name = group.name_any();
+    let (inherited, annotations) = labels::inherit(group.meta(), &group.spec.worker.metadata);
+    let mut labels = labels::with_base(
+        inherited,
+        &[
+            (CLUSTER_NAME, cluster),
+            (WORKERGROUP_NAME, &group_name),
+            (COMPONENT, component::WORKER),
+            (ISTIO_INJECT, "false"),
+            (WORKER_NAME, name),
+        ],
+    );
+    for (k, v) in cluster_labels {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let selector = existing_selector.unwrap_or_else(|| LabelSelector {
+        match_labels: Some(labels::with_base(
+            group_selector(group),
+            &[(WORKER_NAME, name)],
+        )),
+        ..Default::default()
+    });
+    let mut pod_spec = group.spec.worker.spec.clone();
+    let address =
+        names::scheduler_address(cluster, group.namespace().as_deref().unwrap_or_default());
+    append_env(
+        &mut pod_spec,
+        &[
+            ("DASK_WORKER_NAME", name),
+            ("DASK_SCHEDULER_ADDRESS", &address),
+        ],
+    );
+    Deployment {
+        metadata: child_meta(
+            name.to_string(),
+            group.meta(),
+            group.controller_owner_ref(&()),
+            labels.clone(),
+            annotations.clone(),
+        ),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: (!annotations.is_empty()).then_some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(yaml: &str) -> DaskWorkerGroup {
+        let mut g: DaskWorkerGroup = serde_saphyr::from_str(yaml).unwrap();
+        g.metadata.namespace = Some("ns1".into());
+        g.metadata.uid = Some("uid-g".into());
+        g
+    }
+
+    fn env(d: &Deployment) -> Vec<(String, String)> {
+        let spec = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        spec.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn default_group_worker_gets_env_appended_labels_and_owner() {
+        let cluster = crate::resources::cluster::tests::simplecluster();
+        let g = crate::resources::cluster::default_worker_group(&cluster);
+        let mut g = g;
+        g.metadata.uid = Some("uid-g".into());
+        let name = names::worker_deployment("simple-default", "uid-g", 0);
+        let d = worker_deployment(&g, &name, cluster.metadata.labels.as_ref().unwrap(), None);
+        assert_eq!(d.metadata.name.as_deref(), Some(name.as_str()));
+        assert_eq!(
+            env(&d),
+            [
+                ("WORKER_ENV".to_string(), "hello-world".to_string()),
+                ("DASK_WORKER_NAME".to_string(), name.clone()),
+                (
+                    "DASK_SCHEDULER_ADDRESS".to_string(),
+                    "tcp://simple-scheduler.ns1.svc.cluster.local:8786".to_string()
+                ),
+            ]
+        );
+        let labels = d.metadata.labels.clone().unwrap();
+        for (k, v) in [
+            ("dask.org/cluster-name", "simple"),
+            ("dask.org/workergroup-name", "simple-default"),
+            ("dask.org/component", "worker"),
+            ("sidecar.istio.io/inject", "false"),
+            ("worker-sublabel", "label-value"),
+            ("test-label", "label-value"),
+        ] {
+            assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}");
+        }
+        let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("DaskWorkerGroup", "simple-default")
+        );
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
+        for (k, v) in spec.selector.match_labels.unwrap() {
+            assert_eq!(pod_labels.get(&k), Some(&v));
+        }
+    }
+
+    #[test]
+    fn user_group_keeps_its_worker_name_and_gets_cluster_labels_without_forcing() {
+        let g = group(include_str!("../../tests/fixtures/simpleworkergroup.yaml"));
+        let cluster_labels: Map = [("test-label".to_string(), "label-value".to_string())].into();
+        let d = worker_deployment(
+            &g,
+            "simple-additional-worker-0123456789",
+            &cluster_labels,
+            None,
+        );
+        let env = env(&d);
+        // The user's DASK_WORKER_NAME stays; the scheduler address is appended.
+        assert_eq!(
+            env.iter().filter(|(k, _)| k == "DASK_WORKER_NAME").count(),
+            1
+        );
+        assert!(env.contains(&("DASK_WORKER_NAME".to_string(), "test-worker".to_string())));
+        assert_eq!(env.last().unwrap().0, "DASK_SCHEDULER_ADDRESS");
+        let labels = d.metadata.labels.unwrap();
+        assert_eq!(
+            labels.get("test-label").map(String::as_str),
+            Some("label-value")
+        );
+        assert_eq!(
+            labels.get("dask.org/cluster-name").map(String::as_str),
+            Some("simple")
+        );
+        // The group object itself is not labelled by building its workers.
+        assert!(g.metadata.labels.is_none());
+    }
+}
