@@ -11,7 +11,8 @@ use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
 use super::{
-    Context, apply, drain, error_policy, patch_status, remove_kopf_finalizer, requeue, tracked,
+    Context, Touched, apply, drain, error_policy, patch_status, remove_kopf_finalizer, requeue,
+    tracked,
 };
 use crate::crd::cluster::phase;
 use crate::crd::{DaskCluster, DaskClusterStatus, DaskWorkerGroup};
@@ -21,16 +22,16 @@ use crate::resources::{cluster as build, names};
 pub(super) async fn controller(
     ctx: &Arc<Context>,
     clusters: ReflectHandle<DaskCluster>,
-    deployments: ReflectHandle<Deployment>,
-    services: ReflectHandle<Service>,
-    groups: ReflectHandle<DaskWorkerGroup>,
+    deployments: Touched<Deployment>,
+    services: Touched<Service>,
+    groups: Touched<DaskWorkerGroup>,
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stream = Controller::for_shared_stream(clusters, ctx.stores.clusters.clone())
-        .owns_shared_stream(deployments)
-        .owns_shared_stream(services)
-        .owns_shared_stream(groups)
+        .owns_stream(deployments)
+        .owns_stream(services)
+        .owns_stream(groups)
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(

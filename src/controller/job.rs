@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
-use super::{Context, apply, delete, drain, error_policy, patch_status, requeue, tracked};
+use super::{Context, Touched, apply, delete, drain, error_policy, patch_status, requeue, tracked};
 use crate::crd::job::job_status;
 use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use crate::error::{Error, Result};
@@ -27,14 +27,14 @@ use crate::resources::{job as build, names};
 pub(super) async fn controller(
     ctx: &Arc<Context>,
     jobs: ReflectHandle<DaskJob>,
-    clusters: ReflectHandle<DaskCluster>,
-    runners: ReflectHandle<Pod>,
+    clusters: Touched<DaskCluster>,
+    runners: Touched<Pod>,
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stream = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
-        .owns_shared_stream(clusters)
-        .owns_shared_stream(runners)
+        .owns_stream(clusters)
+        .owns_stream(runners)
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(

@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+
+/// Objects a watch touched (applied or deleted), in the order the store saw them.
+pub(crate) type Touched<K> = futures::channel::mpsc::Receiver<Result<K, watcher::Error>>;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -362,41 +365,61 @@ where
     Action::requeue(delay)
 }
 
-fn first<K: Resource<DynamicType = ()> + Clone>(
-    handles: Vec<ReflectHandle<K>>,
-) -> ReflectHandle<K> {
-    handles.into_iter().next().expect("one subscription")
+/// One watch of a kind, shared by every controller that needs it: a store, `subscribers` streams of
+/// the objects the watch applied (for a controller's own kind), and `children` streams of every object
+/// the watch touched, deletions included (for the owners of a child: a deleted child must wake its
+/// owner). Every stream sees an event only after the store has it, so a reconcile it triggers reads
+/// the store as at least that new.
+struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    subscribers: Vec<ReflectHandle<K>>,
+    children: Vec<Touched<K>>,
 }
 
-/// A shared reflector: a store, `n` subscriptions to its events, and the stream that drives it.
 fn shared<K>(
     api: Api<K>,
     wc: watcher::Config,
-    n: usize,
-) -> (
-    Store<K>,
-    Vec<ReflectHandle<K>>,
-    impl std::future::Future<Output = ()> + Send,
-)
+    subscribers: usize,
+    children: usize,
+) -> (Shared<K>, impl std::future::Future<Output = ()> + Send)
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store_shared(1024);
-    let handles = (0..n)
+    let handles = (0..subscribers)
         .map(|_| writer.subscribe().expect("shared store"))
         .collect();
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..children)
+        .map(|_| futures::channel::mpsc::channel(256))
+        .unzip();
     let kind = K::kind(&()).to_string();
     let driver = watcher(api, wc)
         .default_backoff()
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect_shared(writer)
         .for_each(move |event| {
-            if let Err(e) = event {
-                warn!(kind = %kind, error = %e, "watch error; retrying with backoff");
+            let mut senders = senders.clone();
+            let kind = kind.clone();
+            async move {
+                let touched = match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) => o,
+                    Ok(_) => return,
+                    Err(e) => return warn!(kind = %kind, error = %e, "watch error; retrying with backoff"),
+                };
+                for sender in &mut senders {
+                    // A closed receiver means its controller stopped: nothing to wake.
+                    let _ = futures::SinkExt::send(sender, Ok(touched.clone())).await;
+                }
             }
-            ready(())
         });
-    (store, handles, driver)
+    (
+        Shared {
+            store,
+            subscribers: handles,
+            children: receivers,
+        },
+        driver,
+    )
 }
 
 fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -436,40 +459,45 @@ pub async fn run(
         component::SCHEDULER,
         component::WORKER
     ));
-    let (clusters, cluster_subs, clusters_driver) =
-        shared(api_for::<DaskCluster>(&client, ns), Default::default(), 4);
-    let (groups, group_subs, groups_driver) = shared(
-        api_for::<DaskWorkerGroup>(&client, ns),
+    let scheduler_services =
+        watcher::Config::default().labels(&format!("{COMPONENT}={}", component::SCHEDULER));
+    let job_runners =
+        watcher::Config::default().labels(&format!("{COMPONENT}={}", component::JOB_RUNNER));
+    // Who reads what: clusters (cluster controller; owner triggers for jobs; lookups by groups and
+    // autoscalers), groups (group controller; owner triggers for clusters), deployments (owner triggers
+    // for clusters and groups), services (clusters), runner pods (jobs).
+    let (mut clusters, clusters_driver) = shared(
+        api_for::<DaskCluster>(&client, ns),
         Default::default(),
         3,
+        1,
     );
-    let (jobs, job_subs, jobs_driver) =
-        shared(api_for::<DaskJob>(&client, ns), Default::default(), 1);
-    let (autoscalers, autoscaler_subs, autoscalers_driver) = shared(
+    let (mut groups, groups_driver) = shared(
+        api_for::<DaskWorkerGroup>(&client, ns),
+        Default::default(),
+        1,
+        1,
+    );
+    let (mut jobs, jobs_driver) = shared(api_for::<DaskJob>(&client, ns), Default::default(), 1, 0);
+    let (mut autoscalers, autoscalers_driver) = shared(
         api_for::<DaskAutoscaler>(&client, ns),
         Default::default(),
         1,
+        0,
     );
-    let (deployments, deployment_subs, deployments_driver) =
-        shared(api_for::<Deployment>(&client, ns), dask_children, 2);
-    let (services, service_subs, services_driver) = shared(
-        api_for::<Service>(&client, ns),
-        watcher::Config::default().labels(&format!("{COMPONENT}={}", component::SCHEDULER)),
-        1,
-    );
-    let (runners, runner_subs, runners_driver) = shared(
-        api_for::<Pod>(&client, ns),
-        watcher::Config::default().labels(&format!("{COMPONENT}={}", component::JOB_RUNNER)),
-        1,
-    );
+    let (mut deployments, deployments_driver) =
+        shared(api_for::<Deployment>(&client, ns), dask_children, 0, 2);
+    let (mut services, services_driver) =
+        shared(api_for::<Service>(&client, ns), scheduler_services, 0, 1);
+    let (mut runners, runners_driver) = shared(api_for::<Pod>(&client, ns), job_runners, 0, 1);
     let stores = Stores {
-        clusters,
-        groups,
-        jobs,
-        autoscalers,
-        deployments,
-        services,
-        runners,
+        clusters: clusters.store.clone(),
+        groups: groups.store.clone(),
+        jobs: jobs.store.clone(),
+        autoscalers: autoscalers.store.clone(),
+        deployments: deployments.store.clone(),
+        services: services.store.clone(),
+        runners: runners.store.clone(),
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from(MANAGER)),
@@ -481,50 +509,53 @@ pub async fn run(
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
 
-    let mut clusters = cluster_subs.into_iter();
-    let mut groups = group_subs.into_iter();
-    let mut deployments = deployment_subs.into_iter();
-    let mut next = move || (clusters.next().unwrap(), groups.next(), deployments.next());
-    let (c1, g1, d1) = next();
-    let (c2, g2, d2) = next();
-    let (c3, _, _) = next();
-    let (c4, _, _) = next();
+    // Boxed: the controllers' futures are large, and unboxed they overflow a 2 MiB test-thread stack.
     let controllers = futures::future::join4(
-        cluster::controller(
+        Box::pin(cluster::controller(
             &ctx,
-            c1,
-            d1.unwrap(),
-            first(service_subs),
-            g1.unwrap(),
+            clusters.subscribers.pop().unwrap(),
+            deployments.children.pop().unwrap(),
+            services.children.pop().unwrap(),
+            groups.children.pop().unwrap(),
             config.clone(),
             shutdown.clone(),
-        ),
-        workergroup::controller(
+        )),
+        Box::pin(workergroup::controller(
             &ctx,
-            g2.unwrap(),
-            d2.unwrap(),
-            c2,
+            groups.subscribers.pop().unwrap(),
+            deployments.children.pop().unwrap(),
+            clusters.subscribers.pop().unwrap(),
             config.clone(),
             shutdown.clone(),
-        ),
-        job::controller(
+        )),
+        Box::pin(job::controller(
             &ctx,
-            first(job_subs),
-            c3,
-            first(runner_subs),
+            jobs.subscribers.pop().unwrap(),
+            clusters.children.pop().unwrap(),
+            runners.children.pop().unwrap(),
             config.clone(),
             shutdown.clone(),
-        ),
-        autoscaler::controller(&ctx, first(autoscaler_subs), c4, config, shutdown.clone()),
+        )),
+        Box::pin(autoscaler::controller(
+            &ctx,
+            autoscalers.subscribers.pop().unwrap(),
+            clusters.subscribers.pop().unwrap(),
+            config,
+            shutdown.clone(),
+        )),
     );
     let drivers = futures::future::join(
         futures::future::join4(
-            clusters_driver,
-            groups_driver,
-            jobs_driver,
-            autoscalers_driver,
+            Box::pin(clusters_driver),
+            Box::pin(groups_driver),
+            Box::pin(jobs_driver),
+            Box::pin(autoscalers_driver),
         ),
-        futures::future::join3(deployments_driver, services_driver, runners_driver),
+        futures::future::join3(
+            Box::pin(deployments_driver),
+            Box::pin(services_driver),
+            Box::pin(runners_driver),
+        ),
     );
     info!(
         namespace = ns.as_deref().unwrap_or("<all>"),

@@ -10,7 +10,9 @@ use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
-use super::{Context, adopt, apply, delete, drain, error_policy, patch_status, requeue, tracked};
+use super::{
+    Context, Touched, adopt, apply, delete, drain, error_policy, patch_status, requeue, tracked,
+};
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupStatus};
 use crate::error::{Error, Result};
 use crate::resources::labels::{self, WORKERGROUP_NAME};
@@ -19,7 +21,7 @@ use crate::resources::{names, workers as build};
 pub(super) async fn controller(
     ctx: &Arc<Context>,
     groups: ReflectHandle<DaskWorkerGroup>,
-    deployments: ReflectHandle<Deployment>,
+    deployments: Touched<Deployment>,
     clusters: ReflectHandle<DaskCluster>,
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -36,7 +38,7 @@ pub(super) async fn controller(
             .collect::<Vec<_>>()
     };
     let stream = Controller::for_shared_stream(groups, ctx.stores.groups.clone())
-        .owns_shared_stream(deployments)
+        .owns_stream(deployments)
         .watches_shared_stream(clusters, by_cluster)
         .with_config(config)
         .graceful_shutdown_on(shutdown)

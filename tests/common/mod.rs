@@ -104,3 +104,116 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Installs (server-side applies) the four CRDs and waits until they are Established.
+pub async fn install_crds(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    use kube::runtime::wait::{await_condition, conditions};
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in dask_operator::crd::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("dask-operator-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not Established"))
+        .unwrap();
+    }
+}
+
+/// The operator, running in this process and watching one namespace. Dropping it stops it abruptly
+/// (as a crash would); [`Operator::stop`] stops it the same way and waits until it is gone.
+pub struct Operator {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    pub async fn start(client: &Client, namespace: &str) -> Operator {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info,kube=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        install_crds(client).await;
+        let settings = dask_operator::controller::Settings {
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        };
+        let task = tokio::spawn(dask_operator::controller::run(
+            client.clone(),
+            settings,
+            std::future::pending(),
+        ));
+        Operator { task }
+    }
+
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Creates an object from a YAML manifest exactly as written (no Rust type in between), in `namespace`.
+pub async fn create_from_yaml(
+    client: &Client,
+    namespace: &str,
+    yaml: &str,
+) -> kube::api::DynamicObject {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let value: serde_json::Value = serde_saphyr::from_str(yaml).expect("manifest is YAML");
+    let mut obj: DynamicObject = serde_json::from_value(value).expect("manifest is an object");
+    let types = obj.types.clone().expect("manifest has apiVersion and kind");
+    let (group, version) = types
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", &types.api_version));
+    let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+    let plural = format!("{}s", types.kind.to_lowercase());
+    let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
+    obj.metadata.namespace = Some(namespace.to_string());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    api.create(&PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", types.kind))
+}
+
+/// Runs the local cluster's kubectl with the test kubeconfig; returns stdout, panics on failure.
+pub fn kubectl(args: &[&str]) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(root.join(".cluster/bin/kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("run .cluster/bin/kubectl");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}

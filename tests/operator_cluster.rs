@@ -1,0 +1,438 @@
+//! DaskCluster and DaskWorkerGroup against the local cluster: upstream's example manifests applied
+//! unchanged, the children they get, scaling, adoption, spec rollouts and bad input.
+//! Each test runs its own operator, watching only the test's namespace.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Operator, create_from_yaml, eventually, fixture, kubectl, with_namespace};
+use dask_operator::crd::{DaskCluster, DaskWorkerGroup};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn env_of(d: &Deployment) -> Vec<(String, String)> {
+    let spec = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    spec.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+async fn workers(client: &Client, ns: &str, group: &str) -> Vec<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!("dask.org/workergroup-name={group}"));
+    api.list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+async fn wait_workers(client: &Client, ns: &str, group: &str, n: usize) -> Vec<Deployment> {
+    eventually(
+        &format!("{n} worker Deployments in {group}"),
+        TIMEOUT,
+        || async {
+            let w = workers(client, ns, group).await;
+            (w.len() == n).then_some(w)
+        },
+    )
+    .await
+}
+
+async fn wait_phase(client: &Client, ns: &str, name: &str, phase: &str) -> DaskCluster {
+    let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("DaskCluster {name} phase {phase}"),
+        TIMEOUT,
+        || async {
+            let c = clusters.get_opt(name).await.ok()??;
+            (c.status.as_ref()?.phase.as_deref() == Some(phase)).then_some(c)
+        },
+    )
+    .await
+}
+
+async fn warning_events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.name={name},reason={reason},type=Warning"
+    ));
+    events.list(&lp).await.unwrap().items
+}
+
+#[tokio::test]
+async fn simplecluster_gets_upstream_children_and_runs() {
+    with_namespace("op-simple", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        let cluster = wait_phase(&client, &ns, "simple", "Running").await;
+        let uid = cluster.uid().unwrap();
+
+        // Scheduler Deployment and Service: upstream names, labels, annotations, owner.
+        let deployment = Api::<Deployment>::namespaced(client.clone(), &ns).get("simple-scheduler").await.unwrap();
+        let labels = deployment.labels();
+        for (k, v) in [
+            ("dask.org/cluster-name", "simple"),
+            ("dask.org/component", "scheduler"),
+            ("sidecar.istio.io/inject", "false"),
+            ("test-label", "label-value"),
+            ("scheduler-sublabel", "label-value"),
+        ] {
+            assert_eq!(labels.get(k).map(String::as_str), Some(v), "scheduler Deployment label {k}");
+        }
+        let annotations = deployment.annotations();
+        assert_eq!(annotations.get("test-annotation").map(String::as_str), Some("annotation-value"));
+        assert_eq!(annotations.get("scheduler-subannotation").map(String::as_str), Some("annotation-value"));
+        assert!(!annotations.keys().any(|k| k.starts_with("kopf.zalando.org") || k.starts_with("kubectl.kubernetes.io")));
+        assert_eq!(deployment.owner_references()[0].uid, uid);
+        assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(1));
+        // The scheduler's env is the user's only.
+        assert_eq!(env_of(&deployment), [("SCHEDULER_ENV".to_string(), "hello-world".to_string())]);
+
+        let service = Api::<Service>::namespaced(client.clone(), &ns).get("simple-scheduler").await.unwrap();
+        assert_eq!(service.labels().get("dask.org/component").map(String::as_str), Some("scheduler"));
+        let ports: Vec<_> = service.spec.unwrap().ports.unwrap().into_iter().map(|p| (p.name.unwrap(), p.port)).collect();
+        assert_eq!(ports, [("tcp-comm".to_string(), 8786), ("http-dashboard".to_string(), 8787)]);
+
+        // Default worker group, owned by the cluster, and its two workers.
+        let group = Api::<DaskWorkerGroup>::namespaced(client.clone(), &ns).get("simple-default").await.unwrap();
+        assert_eq!(group.labels().get("dask.org/component").map(String::as_str), Some("workergroup"));
+        assert_eq!(group.owner_references()[0].uid, uid);
+        let workers = wait_workers(&client, &ns, "simple-default", 2).await;
+        let mut names = Vec::new();
+        for w in &workers {
+            let name = w.name_any();
+            assert!(name.starts_with("simple-default-worker-") && name.len() == "simple-default-worker-".len() + 10, "{name}");
+            let env = env_of(w);
+            assert_eq!(env[0].0, "WORKER_ENV", "user env first");
+            assert!(env.contains(&("DASK_WORKER_NAME".into(), name.clone())));
+            assert!(env.contains(&("DASK_SCHEDULER_ADDRESS".into(), format!("tcp://simple-scheduler.{ns}.svc.cluster.local:8786"))));
+            assert_eq!(w.labels().get("worker-sublabel").map(String::as_str), Some("label-value"));
+            assert_eq!(w.labels().get("test-label").map(String::as_str), Some("label-value"));
+            assert_eq!(w.owner_references()[0].uid, group.uid().unwrap());
+            names.push(name);
+        }
+        names.dedup();
+        assert_eq!(names.len(), 2, "worker names are unique");
+
+        // Scale subresource status for kubectl and HorizontalPodAutoscalers.
+        let cluster = eventually("DaskCluster status.replicas 2", TIMEOUT, || async {
+            let c = Api::<DaskCluster>::namespaced(client.clone(), &ns).get("simple").await.ok()?;
+            (c.status.as_ref()?.replicas == Some(2)).then_some(c)
+        })
+        .await;
+        assert_eq!(
+            cluster.status.unwrap().selector.as_deref(),
+            Some("dask.org/cluster-name=simple,dask.org/component=worker,dask.org/workergroup-name=simple-default")
+        );
+        assert!(kubectl(&["get", "dask", "-n", &ns]).contains("simple"), "category dask lists the cluster");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kubectl_scale_daskcluster_and_daskworkergroup() {
+    with_namespace("op-scale", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        wait_workers(&client, &ns, "simple-default", 2).await;
+
+        kubectl(&["scale", "-n", &ns, "daskcluster", "simple", "--replicas=4"]);
+        wait_workers(&client, &ns, "simple-default", 4).await;
+        kubectl(&[
+            "scale",
+            "-n",
+            &ns,
+            "daskworkergroup",
+            "simple-default",
+            "--replicas=1",
+        ]);
+        wait_workers(&client, &ns, "simple-default", 1).await;
+        kubectl(&[
+            "scale",
+            "-n",
+            &ns,
+            "daskworkergroup",
+            "simple-default",
+            "--replicas=3",
+        ]);
+        wait_workers(&client, &ns, "simple-default", 3).await;
+        let group = eventually("group status.replicas 3", TIMEOUT, || async {
+            let g = Api::<DaskWorkerGroup>::namespaced(client.clone(), &ns)
+                .get("simple-default")
+                .await
+                .ok()?;
+            (g.status.as_ref()?.replicas == Some(3)).then_some(g)
+        })
+        .await;
+        assert!(
+            group
+                .status
+                .unwrap()
+                .selector
+                .unwrap()
+                .contains("dask.org/workergroup-name=simple-default")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn user_created_worker_group_is_adopted_without_labels() {
+    with_namespace("op-usergroup", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        let cluster = wait_phase(&client, &ns, "simple", "Running").await;
+        create_from_yaml(&client, &ns, &fixture("simpleworkergroup.yaml")).await;
+
+        let workers = wait_workers(&client, &ns, "simple-additional", 1).await;
+        let env = env_of(&workers[0]);
+        assert!(
+            env.contains(&("DASK_WORKER_NAME".into(), "test-worker".into())),
+            "the user's worker name is kept"
+        );
+        assert_eq!(
+            env.iter().filter(|(k, _)| k == "DASK_WORKER_NAME").count(),
+            1
+        );
+        assert!(env.contains(&(
+            "DASK_SCHEDULER_ADDRESS".into(),
+            format!("tcp://simple-scheduler.{ns}.svc.cluster.local:8786")
+        )));
+
+        let groups: Api<DaskWorkerGroup> = Api::namespaced(client.clone(), &ns);
+        let group = eventually("the group to be owned by its cluster", TIMEOUT, || async {
+            let g = groups.get("simple-additional").await.ok()?;
+            g.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == cluster.uid().as_ref())
+                .then_some(g)
+        })
+        .await;
+        assert!(
+            group.labels().is_empty(),
+            "user-created groups gain no labels: {:?}",
+            group.labels()
+        );
+        // The default group is still the only one labelled with the cluster name.
+        let labelled = groups
+            .list(&ListParams::default().labels("dask.org/cluster-name=simple"))
+            .await
+            .unwrap();
+        assert_eq!(labelled.items.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn spec_edits_are_rolled_out_and_deleted_children_recreated() {
+    with_namespace("op-rollout", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        wait_workers(&client, &ns, "simple-default", 2).await;
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+        let patch = json!({"spec": {
+            "scheduler": {"spec": {"containers": [{"name": "scheduler", "image": "dask-kubernetes:v2", "args": ["dask-scheduler"]}]}},
+            "worker": {"spec": {"containers": [{"name": "worker", "image": "dask-kubernetes:v2", "args": ["dask-worker"]}]}}
+        }});
+        clusters.patch("simple", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let image = |d: &Deployment| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].image.clone();
+        eventually("the scheduler Deployment to use the new image", TIMEOUT, || async {
+            let d = deployments.get("simple-scheduler").await.ok()?;
+            (image(&d).as_deref() == Some("dask-kubernetes:v2")).then_some(())
+        })
+        .await;
+        eventually("both workers to use the new image", TIMEOUT, || async {
+            let w = workers(&client, &ns, "simple-default").await;
+            (w.len() == 2 && w.iter().all(|d| image(d).as_deref() == Some("dask-kubernetes:v2"))).then_some(())
+        })
+        .await;
+
+        let old_uid = deployments.get("simple-scheduler").await.unwrap().uid();
+        deployments.delete("simple-scheduler", &DeleteParams::default()).await.unwrap();
+        eventually("the scheduler Deployment to be recreated", TIMEOUT, || async {
+            let d = deployments.get_opt("simple-scheduler").await.ok()??;
+            (d.uid() != old_uid && d.metadata.deletion_timestamp.is_none()).then_some(())
+        })
+        .await;
+        let victim = workers(&client, &ns, "simple-default").await[0].name_any();
+        deployments.delete(&victim, &DeleteParams::default()).await.unwrap();
+        eventually("a replacement worker", TIMEOUT, || async {
+            let w = workers(&client, &ns, "simple-default").await;
+            (w.len() == 2 && w.iter().all(|d| d.uid().is_some())).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_cluster_names_end_in_error_with_a_message() {
+    with_namespace("op-badname", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        let base = fixture("simplecluster.yaml");
+        for name in ["a.dotted.name", &"x".repeat(54)] {
+            create_from_yaml(
+                &client,
+                &ns,
+                &base.replacen("name: simple\n", &format!("name: {name}\n"), 1),
+            )
+            .await;
+            let cluster = wait_phase(&client, &ns, name, "Error").await;
+            let message = cluster.status.unwrap().message.unwrap();
+            assert!(message.contains(name), "{message}");
+            eventually("a Warning event InvalidName", TIMEOUT, || async {
+                (!warning_events(&client, &ns, name, "InvalidName")
+                    .await
+                    .is_empty())
+                .then_some(())
+            })
+            .await;
+            let scheduler = format!("{name}-scheduler");
+            assert!(
+                Api::<Deployment>::namespaced(client.clone(), &ns)
+                    .get_opt(&scheduler)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        // A valid cluster next to them is not held up.
+        create_from_yaml(&client, &ns, &base).await;
+        wait_phase(&client, &ns, "simple", "Running").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn worker_group_for_a_missing_cluster_reports_and_recovers() {
+    with_namespace("op-orphan", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simpleworkergroup.yaml")).await;
+        let groups: Api<DaskWorkerGroup> = Api::namespaced(client.clone(), &ns);
+        let group = eventually(
+            "a status message about the missing cluster",
+            TIMEOUT,
+            || async {
+                let g = groups.get("simple-additional").await.ok()?;
+                g.status.as_ref()?.message.as_ref()?;
+                Some(g)
+            },
+        )
+        .await;
+        assert!(
+            group
+                .status
+                .unwrap()
+                .message
+                .unwrap()
+                .contains("\"simple\" does not exist")
+        );
+        eventually("a Warning event ClusterNotFound", TIMEOUT, || async {
+            (!warning_events(&client, &ns, "simple-additional", "ClusterNotFound")
+                .await
+                .is_empty())
+            .then_some(())
+        })
+        .await;
+        assert!(workers(&client, &ns, "simple-additional").await.is_empty());
+
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        wait_workers(&client, &ns, "simple-additional", 1).await;
+        let group = eventually("the message to clear", TIMEOUT, || async {
+            let g = groups.get("simple-additional").await.ok()?;
+            g.status.as_ref()?.message.is_none().then_some(g)
+        })
+        .await;
+        assert_eq!(group.status.unwrap().replicas, Some(1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn schema_rejects_bad_fields_with_their_path() {
+    with_namespace("op-schema", |client, ns| async move {
+        common::install_crds(&client).await;
+        let yaml = fixture("simplecluster.yaml").replacen("replicas: 2", "replicas: two", 1);
+        let value: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+        let cluster: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &ns,
+            &kube::api::ApiResource::erase::<DaskCluster>(&()),
+        );
+        let obj: kube::api::DynamicObject = serde_json::from_value(value).unwrap();
+        let err = cluster
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("spec.worker.replicas"), "{text}");
+
+        let negative = fixture("simplecluster.yaml").replacen("replicas: 2", "replicas: -1", 1);
+        let obj: kube::api::DynamicObject =
+            serde_json::from_value(serde_saphyr::from_str(&negative).unwrap()).unwrap();
+        let text = cluster
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("spec.worker.replicas"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kopf_finalizer_is_removed_so_deletion_completes() {
+    with_namespace("op-kopf", |client, ns| async move {
+        common::install_crds(&client).await;
+        let yaml = fixture("simplecluster.yaml").replacen(
+            "metadata:\n",
+            "metadata:\n  finalizers: [kopf.zalando.org/KopfFinalizerMarker]\n",
+            1,
+        );
+        create_from_yaml(&client, &ns, &yaml).await;
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        assert_eq!(
+            clusters.get("simple").await.unwrap().finalizers(),
+            ["kopf.zalando.org/KopfFinalizerMarker"]
+        );
+        let _operator = Operator::start(&client, &ns).await;
+        eventually("the kopf finalizer to be removed", TIMEOUT, || async {
+            clusters
+                .get("simple")
+                .await
+                .ok()?
+                .finalizers()
+                .is_empty()
+                .then_some(())
+        })
+        .await;
+        clusters
+            .delete("simple", &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually("the DaskCluster to be gone", TIMEOUT, || async {
+            clusters
+                .get_opt("simple")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    })
+    .await;
+}
