@@ -17,10 +17,14 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn wait_job(client: &Client, ns: &str, name: &str, job_status: &str) -> DaskJobStatus {
     let jobs: Api<DaskJob> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("DaskJob {name} jobStatus {job_status}"), TIMEOUT, || async {
-        let status = jobs.get(name).await.ok()?.status?;
-        (status.job_status.as_deref() == Some(job_status)).then_some(status)
-    })
+    eventually(
+        &format!("DaskJob {name} jobStatus {job_status}"),
+        TIMEOUT,
+        || async {
+            let status = jobs.get(name).await.ok()?.status?;
+            (status.job_status.as_deref() == Some(job_status)).then_some(status)
+        },
+    )
     .await
 }
 
@@ -33,24 +37,38 @@ async fn report_runner(client: &Client, ns: &str, pod: &str, phase: &str, restar
         "state": if phase == "Running" { json!({"running": {}}) } else { json!({"terminated": {"exitCode": if phase == "Succeeded" { 0 } else { 1 }}}) }
     });
     let patch = json!({"status": {"phase": phase, "containerStatuses": [container]}});
-    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 }
 
 async fn cluster_gone(client: &Client, ns: &str, name: &str) {
     let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("DaskCluster {name} to be deleted"), TIMEOUT, || async {
-        clusters.get_opt(name).await.ok()?.is_none().then_some(())
-    })
+    eventually(
+        &format!("DaskCluster {name} to be deleted"),
+        TIMEOUT,
+        || async { clusters.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
     .await;
 }
 
 async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
     let lp = ListParams::default().fields(&format!("involvedObject.name={name},reason={reason}"));
-    Api::<Event>::namespaced(client.clone(), ns).list(&lp).await.unwrap().items
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
 }
 
 fn status_keys(status: &DaskJobStatus) -> Vec<String> {
-    let mut keys: Vec<String> = serde_json::to_value(status).unwrap().as_object().unwrap().keys().cloned().collect();
+    let mut keys: Vec<String> = serde_json::to_value(status)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     keys.sort();
     keys
 }
@@ -63,21 +81,55 @@ async fn simplejob_runs_to_successful_and_its_cluster_is_deleted() {
 
         let status = wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
         assert_eq!(status.cluster_name.as_deref(), Some("simple-job"));
-        assert_eq!(status.job_runner_pod_name.as_deref(), Some("simple-job-runner"));
+        assert_eq!(
+            status.job_runner_pod_name.as_deref(),
+            Some("simple-job-runner")
+        );
         assert!(status.start_time.is_none() && status.end_time.is_none());
 
-        let cluster = Api::<DaskCluster>::namespaced(client.clone(), &ns).get("simple-job").await.unwrap();
+        let cluster = Api::<DaskCluster>::namespaced(client.clone(), &ns)
+            .get("simple-job")
+            .await
+            .unwrap();
         assert_eq!(cluster.owner_references()[0].uid, job.uid().unwrap());
-        assert_eq!(cluster.labels().get("dask.org/cluster-name").map(String::as_str), Some("simple-job"));
-        let runner = Api::<Pod>::namespaced(client.clone(), &ns).get("simple-job-runner").await.unwrap();
+        assert_eq!(
+            cluster
+                .labels()
+                .get("dask.org/cluster-name")
+                .map(String::as_str),
+            Some("simple-job")
+        );
+        let runner = Api::<Pod>::namespaced(client.clone(), &ns)
+            .get("simple-job-runner")
+            .await
+            .unwrap();
         assert_eq!(runner.owner_references()[0].uid, job.uid().unwrap());
-        assert_eq!(runner.labels().get("dask.org/component").map(String::as_str), Some("job-runner"));
-        assert_eq!(runner.annotations().get("test-annotation").map(String::as_str), Some("annotation-value"));
+        assert_eq!(
+            runner
+                .labels()
+                .get("dask.org/component")
+                .map(String::as_str),
+            Some("job-runner")
+        );
+        assert_eq!(
+            runner
+                .annotations()
+                .get("test-annotation")
+                .map(String::as_str),
+            Some("annotation-value")
+        );
         let spec = runner.spec.unwrap();
-        assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"), "upstream's schema default");
+        assert_eq!(
+            spec.restart_policy.as_deref(),
+            Some("OnFailure"),
+            "upstream's schema default"
+        );
         let env = spec.containers[0].env.clone().unwrap();
         assert_eq!(env.last().unwrap().name, "DASK_SCHEDULER_ADDRESS");
-        assert_eq!(env.last().unwrap().value.as_deref(), Some(format!("tcp://simple-job-scheduler.{ns}.svc.cluster.local:8786").as_str()));
+        assert_eq!(
+            env.last().unwrap().value.as_deref(),
+            Some(format!("tcp://simple-job-scheduler.{ns}.svc.cluster.local:8786").as_str())
+        );
 
         report_runner(&client, &ns, "simple-job-runner", "Running", 0).await;
         let running = wait_job(&client, &ns, "simple-job", "Running").await;
@@ -89,16 +141,39 @@ async fn simplejob_runs_to_successful_and_its_cluster_is_deleted() {
         assert!(done.end_time.as_ref().unwrap().0 >= done.start_time.as_ref().unwrap().0);
         assert_eq!(done.reason.as_deref(), Some("RunnerSucceeded"));
         let conditions = done.conditions.clone().unwrap();
-        assert_eq!((conditions[0].type_.as_str(), conditions[0].status.as_str()), ("Complete", "True"));
+        assert_eq!(
+            (conditions[0].type_.as_str(), conditions[0].status.as_str()),
+            ("Complete", "True")
+        );
         // Upstream's five keys, plus our additive ones (compat §3.3).
         assert_eq!(
             status_keys(&done),
-            ["clusterName", "conditions", "endTime", "jobRunnerPodName", "jobStatus", "message", "observedGeneration", "reason", "startTime"]
+            [
+                "clusterName",
+                "conditions",
+                "endTime",
+                "jobRunnerPodName",
+                "jobStatus",
+                "message",
+                "observedGeneration",
+                "reason",
+                "startTime"
+            ]
         );
         cluster_gone(&client, &ns, "simple-job").await;
         // The runner pod (and its logs) stays until the DaskJob is deleted.
-        assert!(Api::<Pod>::namespaced(client.clone(), &ns).get_opt("simple-job-runner").await.unwrap().is_some());
-        assert!(!events(&client, &ns, "simple-job", "RunnerSucceeded").await.is_empty());
+        assert!(
+            Api::<Pod>::namespaced(client.clone(), &ns)
+                .get_opt("simple-job-runner")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            !events(&client, &ns, "simple-job", "RunnerSucceeded")
+                .await
+                .is_empty()
+        );
     })
     .await;
 }
@@ -127,7 +202,11 @@ async fn failedjob_ends_failed_with_a_warning_event() {
 async fn runner_restarting_past_the_limit_fails_the_job_and_is_stopped() {
     with_namespace("job-restarts", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
-        let yaml = fixture("simplejob.yaml").replacen("  job:\n    spec:\n", "  job:\n    restartLimit: 2\n    spec:\n", 1);
+        let yaml = fixture("simplejob.yaml").replacen(
+            "  job:\n    spec:\n",
+            "  job:\n    restartLimit: 2\n    spec:\n",
+            1,
+        );
         create_from_yaml(&client, &ns, &yaml).await;
         wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
         report_runner(&client, &ns, "simple-job-runner", "Running", 2).await;
@@ -136,8 +215,15 @@ async fn runner_restarting_past_the_limit_fails_the_job_and_is_stopped() {
         let status = wait_job(&client, &ns, "simple-job", "Failed").await;
         assert_eq!(status.reason.as_deref(), Some("RestartLimitExceeded"));
         assert!(status.message.unwrap().contains("restarted 3 times"));
-        let runner = Api::<Pod>::namespaced(client.clone(), &ns).get("simple-job-runner").await.unwrap();
-        assert_eq!(runner.spec.unwrap().active_deadline_seconds, Some(1), "the runner is stopped, not deleted");
+        let runner = Api::<Pod>::namespaced(client.clone(), &ns)
+            .get("simple-job-runner")
+            .await
+            .unwrap();
+        assert_eq!(
+            runner.spec.unwrap().active_deadline_seconds,
+            Some(1),
+            "the runner is stopped, not deleted"
+        );
         cluster_gone(&client, &ns, "simple-job").await;
     })
     .await;
@@ -157,7 +243,10 @@ async fn operator_restarted_mid_job_makes_no_second_runner_and_finishes_the_job(
         report_runner(&client, &ns, "simple-job-runner", "Running", 0).await;
         let _operator = Operator::start(&client, &ns).await;
         wait_job(&client, &ns, "simple-job", "Running").await;
-        let runners = pods.list(&ListParams::default().labels("dask.org/component=job-runner")).await.unwrap();
+        let runners = pods
+            .list(&ListParams::default().labels("dask.org/component=job-runner"))
+            .await
+            .unwrap();
         assert_eq!(runners.items.len(), 1, "no second runner");
         assert_eq!(runners.items[0].uid(), runner_uid);
 
@@ -193,7 +282,13 @@ async fn a_deleted_runner_fails_the_job_instead_of_passing_it() {
         report_runner(&client, &ns, "simple-job-runner", "Running", 0).await;
         wait_job(&client, &ns, "simple-job", "Running").await;
         Api::<Pod>::namespaced(client.clone(), &ns)
-            .delete("simple-job-runner", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+            .delete(
+                "simple-job-runner",
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         let status = wait_job(&client, &ns, "simple-job", "Failed").await;

@@ -48,7 +48,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     let (name, namespace) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
-    let current = cluster.status.as_ref();
+    let current = ctx.current_status(cluster.as_ref());
     let generation = cluster.meta().generation;
 
     if let Err(message) = names::validate_cluster_name(&name) {
@@ -58,7 +58,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
             observed_generation: generation,
             ..Default::default()
         };
-        if patch_status(&ctx, cluster.as_ref(), current, &status).await? {
+        if patch_status(&ctx, cluster.as_ref(), &status).await? {
             ctx.event(cluster.as_ref(), EventType::Warning, "InvalidName", message)
                 .await;
         }
@@ -116,8 +116,8 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
         selector: group_status.selector,
         observed_generation: generation,
     };
-    if patch_status(&ctx, cluster.as_ref(), current, &status).await?
-        && current.and_then(|s| s.phase.as_deref()) != status.phase.as_deref()
+    if patch_status(&ctx, cluster.as_ref(), &status).await?
+        && current.as_ref().and_then(|s| s.phase.as_deref()) != status.phase.as_deref()
     {
         tracing::info!(%namespace, %name, phase = status.phase.as_deref(), "DaskCluster phase");
     }

@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::{Context, Touched, apply, delete, drain, error_policy, patch_status, requeue, tracked};
 use crate::crd::job::job_status;
-use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
+use crate::crd::{DaskCluster, DaskJob};
 use crate::error::{Error, Result};
 use crate::resources::{job as build, names};
 
@@ -69,8 +69,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
     }
     let (name, namespace) = (job.name_any(), job.namespace().unwrap_or_default());
     let uid = job.uid().unwrap_or_default();
-    let current = job.status.clone();
-    let mut status = current.clone().unwrap_or_default();
+    let mut status = ctx.current_status(job.as_ref()).unwrap_or_default();
     status.observed_generation = job.meta().generation;
     let cluster_ref = ObjectRef::<DaskCluster>::new(&name).within(&namespace);
     let runner_name = names::runner(&name);
@@ -87,7 +86,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
     // Record the job before creating anything.
     if status.job_status.is_none() {
         status.job_status = Some(job_status::JOB_CREATED.into());
-        patch_status(&ctx, job.as_ref(), current.as_ref(), &status).await?;
+        patch_status(&ctx, job.as_ref(), &status).await?;
         info!(%namespace, %name, "A DaskJob has been created");
     }
 
@@ -122,7 +121,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         status.job_status = Some(job_status::CLUSTER_CREATED.into());
         status.cluster_name = Some(name.clone());
         status.job_runner_pod_name = Some(runner_name.clone());
-        patch_status(&ctx, job.as_ref(), Some(&current_or(&job)), &status).await?;
+        patch_status(&ctx, job.as_ref(), &status).await?;
         ctx.event(
             job.as_ref(),
             EventType::Normal,
@@ -153,8 +152,11 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         Runner::Running => {
             if status.job_status.as_deref() != Some(job_status::RUNNING) {
                 status.job_status = Some(job_status::RUNNING.into());
-                status.start_time.get_or_insert_with(now);
-                patch_status(&ctx, job.as_ref(), Some(&current_or(&job)), &status).await?;
+                if status.start_time.is_none() {
+                    status.start_time =
+                        Some(runner_time(runner.as_ref(), false).unwrap_or_else(now));
+                }
+                patch_status(&ctx, job.as_ref(), &status).await?;
                 info!(%namespace, %name, "Job now in running");
             }
         }
@@ -184,7 +186,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
                 ),
                 Runner::Waiting | Runner::Running => unreachable!(),
             };
-            let end = now();
+            let end = runner_time(runner.as_ref(), true).unwrap_or_else(now);
             status.job_status = Some(outcome.into());
             status.end_time = Some(end.clone());
             status.reason = Some(reason.into());
@@ -203,7 +205,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
                 observed_generation: job.meta().generation,
             }]);
             // The terminal status first: once it is stored, nothing can wedge the job (upstream #975).
-            patch_status(&ctx, job.as_ref(), Some(&current_or(&job)), &status).await?;
+            patch_status(&ctx, job.as_ref(), &status).await?;
             if outcome == job_status::SUCCESSFUL {
                 info!(%namespace, %name, "Job succeeded, deleting Dask cluster.");
                 ctx.event(job.as_ref(), EventType::Normal, reason, message)
@@ -223,10 +225,26 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
     Ok(requeue())
 }
 
-/// The status as stored when this reconcile started, for comparisons after earlier patches in the
-/// same pass (each patch is compared against what was last written, so it is never repeated).
-fn current_or(job: &DaskJob) -> DaskJobStatus {
-    job.status.clone().unwrap_or_default()
+/// When the runner's first container started (`finished: false`) or last finished (`true`), as the
+/// kubelet reported it; so the times are right even when the operator was down at the time.
+fn runner_time(pod: Option<&Pod>, finished: bool) -> Option<Time> {
+    let statuses = pod?.status.as_ref()?.container_statuses.as_ref()?;
+    let times = statuses.iter().filter_map(|c| {
+        let state = c.state.as_ref()?;
+        if finished {
+            state
+                .terminated
+                .as_ref()
+                .and_then(|t| t.finished_at.clone())
+        } else {
+            state.running.as_ref().and_then(|r| r.started_at.clone())
+        }
+    });
+    if finished {
+        times.max_by_key(|t| t.0)
+    } else {
+        times.min_by_key(|t| t.0)
+    }
 }
 
 fn observe_runner(pod: Option<&Pod>, restart_limit: i32) -> Runner {

@@ -25,6 +25,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Patch, PatchParams};
+use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
@@ -88,6 +89,8 @@ pub struct Context {
     pub stores: Stores,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per object UID: the resourceVersion a status write was based on, and the status written.
+    written: Mutex<HashMap<String, (Option<String>, serde_json::Value)>>,
 }
 
 impl Context {
@@ -115,6 +118,23 @@ impl Context {
         };
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// The status `obj` has, as far as this operator knows: the status it last wrote if `obj` is the
+    /// very version that write was based on (the cache has not caught up yet), else `obj`'s own. This
+    /// keeps a reconcile on a stale cache from repeating a transition it already made.
+    pub fn current_status<K>(&self, obj: &K) -> Option<K::Status>
+    where
+        K: Resource<DynamicType = ()> + HasStatus,
+        K::Status: DeserializeOwned + Clone,
+    {
+        let written = self.written.lock().unwrap();
+        match written.get(obj.meta().uid.as_deref().unwrap_or_default()) {
+            Some((version, status)) if *version == obj.resource_version() => {
+                serde_json::from_value(status.clone()).ok()
+            }
+            _ => obj.status().cloned(),
         }
     }
 
@@ -198,21 +218,18 @@ where
     })
 }
 
-/// Server-side applies `status` to the status subresource of `obj` if it differs from `current`.
-pub async fn patch_status<K, S>(
-    ctx: &Context,
-    obj: &K,
-    current: Option<&S>,
-    status: &S,
-) -> Result<bool>
+/// Server-side applies `status` to the status subresource of `obj` unless it is the status `obj`
+/// already has (see [`Context::current_status`]). Returns whether it wrote.
+pub async fn patch_status<K>(ctx: &Context, obj: &K, status: &K::Status) -> Result<bool>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + HasStatus
         + Clone
         + Debug
         + DeserializeOwned,
-    S: Serialize + PartialEq,
+    K::Status: Serialize + DeserializeOwned + PartialEq + Clone,
 {
-    if current == Some(status) {
+    if ctx.current_status(obj).as_ref() == Some(status) {
         return Ok(false);
     }
     let name = obj.name_any();
@@ -229,6 +246,11 @@ where
             "patch {} status {namespace}/{name}",
             K::kind(&())
         )))?;
+    let written = serde_json::to_value(status).expect("status serializes");
+    ctx.written.lock().unwrap().insert(
+        obj.uid().unwrap_or_default(),
+        (obj.resource_version(), written),
+    );
     Ok(true)
 }
 
@@ -505,6 +527,7 @@ pub async fn run(
         settings: settings.clone(),
         stores,
         failures: Mutex::default(),
+        written: Mutex::default(),
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);

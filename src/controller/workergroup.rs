@@ -57,7 +57,7 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
     let (name, namespace) = (group.name_any(), group.namespace().unwrap_or_default());
     let uid = group.uid().unwrap_or_default();
     let selector = labels::selector_string(&build::group_selector(&group));
-    let current = group.status.as_ref();
+    let current = ctx.current_status(group.as_ref());
 
     let Some(cluster) = ctx
         .stores
@@ -72,9 +72,9 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
             message: Some(message.clone()),
             selector: Some(selector),
             observed_generation: group.meta().generation,
-            ..current.cloned().unwrap_or_default()
+            ..current.unwrap_or_default()
         };
-        if patch_status(&ctx, group.as_ref(), current, &status).await? {
+        if patch_status(&ctx, group.as_ref(), &status).await? {
             ctx.event(
                 group.as_ref(),
                 EventType::Warning,
@@ -139,7 +139,7 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
         message: None,
         observed_generation: group.meta().generation,
     };
-    patch_status(&ctx, group.as_ref(), current, &status).await?;
+    patch_status(&ctx, group.as_ref(), &status).await?;
     Ok(requeue())
 }
 
