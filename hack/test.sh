@@ -23,3 +23,6 @@ teardown() {
 trap teardown EXIT
 hack/cluster-up.sh
 cargo test --locked --no-fail-fast
+# CRD compatibility with the pinned dask-kubernetes wheel (no cluster needed, but run last so that a
+# failure here does not hide the cluster tests' results).
+DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dask-operator" python3 -m pytest -q tests/compat

@@ -59,6 +59,7 @@ fn walk(node: &mut Value) {
         // The embedded PodSpec and ServiceSpec are documented by `kubectl explain pod.spec` and
         // `service.spec`; their descriptions would make the DaskJob CRD over 1 MB (three PodSpecs).
         strip_descriptions(node);
+        unrequire_reference_names(node);
     }
     let Some(object) = node.as_object_mut() else {
         if let Some(items) = node.as_array_mut() {
@@ -99,6 +100,29 @@ fn is_kubernetes_type(node: &Value) -> bool {
     let pod_spec = props.contains_key("containers") && props.contains_key("restartPolicy");
     let service_spec = props.contains_key("clusterIP") && props.contains_key("sessionAffinity");
     pod_spec || service_spec
+}
+
+/// k8s-openapi's schemas require `name` in object references (`LocalObjectReference` and the
+/// `*KeySelector`, `*EnvSource`, `*Projection` and `ConfigMapVolumeSource` types), which neither
+/// Kubernetes' own OpenAPI nor upstream's CRDs do; an empty reference (a Helm value left blank) must
+/// stay accepted.
+fn unrequire_reference_names(node: &mut Value) {
+    match node {
+        Value::Object(object) => {
+            let is_reference = object.get("properties").and_then(Value::as_object).is_some_and(|props| {
+                props.contains_key("name") && (props.len() == 1 || props.contains_key("optional"))
+            });
+            if is_reference && let Some(required) = object.get_mut("required").and_then(Value::as_array_mut) {
+                required.retain(|r| r != "name");
+                if required.is_empty() {
+                    object.remove("required");
+                }
+            }
+            object.values_mut().for_each(unrequire_reference_names);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unrequire_reference_names),
+        _ => {}
+    }
 }
 
 fn strip_descriptions(node: &mut Value) {
