@@ -8,5 +8,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 for c in dask-operator kube-scheduler kube-controller-manager kube-apiserver etcd; do
   stop_daemon "$c"
 done
-rm -rf "$RUN_DIR" "$STATE_DIR" "$PKI_DIR" "$KUBECONFIG_FILE" "$CLUSTER_DIR/bin"
+rm -rf "$RUN_DIR" "$STATE_DIR" "$PKI_DIR" "$KUBECONFIG_FILE" "$CLUSTER_DIR/operator.kubeconfig" "$CLUSTER_DIR/bin"
 log "cluster down"

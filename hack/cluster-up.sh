@@ -18,7 +18,12 @@ mkdir -p "$RUN_DIR" "$LOG_DIR" "$STATE_DIR" "$CLUSTER_DIR/bin"
 
 # A PKI is complete only once it was moved into place; if it has to be made anew, every running
 # component and the etcd data signed with the old keys are discarded.
-if [[ ! -f $PKI_DIR/sa.pub ]]; then
+pki_complete() {
+  local f
+  for f in ca.crt apiserver.crt admin.crt controller-manager.crt scheduler.crt dask-operator.crt \
+    apiserver-kubelet-client.crt sa.key sa.pub; do [[ -f $PKI_DIR/$f ]] || return 1; done
+}
+if ! pki_complete; then
   for c in "${COMPONENTS[@]}"; do stop_daemon "$c"; done
   rm -rf "$PKI_DIR" "$STATE_DIR/etcd"
   log "creating certificates in $PKI_DIR"
@@ -31,6 +36,9 @@ write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" "$server" "$PKI_DIR/
   "$PKI_DIR/controller-manager.crt" "$PKI_DIR/controller-manager.key"
 write_kubeconfig "$STATE_DIR/scheduler.kubeconfig" "$server" "$PKI_DIR/ca.crt" \
   "$PKI_DIR/scheduler.crt" "$PKI_DIR/scheduler.key"
+# The operator's own identity, with the operator's RBAC only (applied below).
+write_kubeconfig "$CLUSTER_DIR/operator.kubeconfig" "$server" "$PKI_DIR/ca.crt" \
+  "$PKI_DIR/dask-operator.crt" "$PKI_DIR/dask-operator.key"
 ln -sfn "$K8S_BIN/kubectl" "$CLUSTER_DIR/bin/kubectl"
 KUBECTL=("$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE")
 
@@ -108,6 +116,8 @@ fi
 # The ServiceAccount controller creates `default` in every namespace once it runs.
 default_sa() { "${KUBECTL[@]}" -n default get serviceaccount default; }
 wait_for "ServiceAccount default/default" 60 kube-controller-manager default_sa
+"${KUBECTL[@]}" apply --server-side --field-manager=cluster-up -f "$REPO_ROOT/deploy/rbac.yaml" \
+  -f "$REPO_ROOT/hack/local-operator.yaml" >/dev/null
 daemon_pid kube-scheduler >/dev/null || die "kube-scheduler is not running; see $LOG_DIR/kube-scheduler.log"
 
 log "cluster up in $((SECONDS - started))s: KUBECONFIG=$KUBECONFIG_FILE, kubectl at $CLUSTER_DIR/bin/kubectl"

@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Debian packages, one per line in hack/apt-packages.txt ("#" starts a comment).
-mapfile -t wanted < <(sed 's/#.*//; /^[[:space:]]*$/d' "$REPO_ROOT/hack/apt-packages.txt")
+mapfile -t wanted < <(sed 's/#.*//' "$REPO_ROOT/hack/apt-packages.txt" | awk 'NF {print $1}')
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
