@@ -18,7 +18,7 @@ if (( ${#missing[@]} )); then
 fi
 
 # Python packages of the tests under tests/ (pip skips what is already installed at that version).
-python3 -m pip install --quiet --disable-pip-version-check -r "$REPO_ROOT/tests/requirements.txt"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r "$REPO_ROOT/tests/requirements.txt"
 
 command -v go >/dev/null || die "Go is required (go 1.24 or newer) to build Kubernetes from the module proxy"
 command -v cargo >/dev/null || die "Rust (cargo) is required"

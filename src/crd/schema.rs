@@ -109,10 +109,16 @@ fn is_kubernetes_type(node: &Value) -> bool {
 fn unrequire_reference_names(node: &mut Value) {
     match node {
         Value::Object(object) => {
-            let is_reference = object.get("properties").and_then(Value::as_object).is_some_and(|props| {
-                props.contains_key("name") && (props.len() == 1 || props.contains_key("optional"))
-            });
-            if is_reference && let Some(required) = object.get_mut("required").and_then(Value::as_array_mut) {
+            let is_reference = object
+                .get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|props| {
+                    props.contains_key("name")
+                        && (props.len() == 1 || props.contains_key("optional"))
+                });
+            if is_reference
+                && let Some(required) = object.get_mut("required").and_then(Value::as_array_mut)
+            {
                 required.retain(|r| r != "name");
                 if required.is_empty() {
                     object.remove("required");
