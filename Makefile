@@ -45,6 +45,12 @@ lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 
+JOBS ?= 500
+.PHONY: bench
+bench: cluster-up ## Apply JOBS DaskJobs at once (default 500): wall time, operator peak RSS, API requests
+	cargo build --release --locked
+	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/dask-operator cargo bench --locked --bench daskjobs -- $(JOBS)
+
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust CRD types
 	cargo run --quiet --locked -- crd > crds/dask-operator.yaml

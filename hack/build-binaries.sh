@@ -40,5 +40,8 @@ if [[ ! -x $etcd_dir/etcd ]]; then
   log "etcd built in $((SECONDS - start))s"
 fi
 
-"$k8s_dir/kubectl" version --client 2>/dev/null | grep -q "$K8S_VERSION" || die "kubectl does not report $K8S_VERSION"
-"$etcd_dir/etcd" --version | grep -q "${ETCD_VERSION#v}" || die "etcd does not report $ETCD_VERSION"
+# (Read the whole output first: `grep -q` closing the pipe early would fail it under pipefail.)
+kubectl_version=$("$k8s_dir/kubectl" version --client 2>/dev/null || true)
+[[ $kubectl_version == *"Client Version: $K8S_VERSION"* ]] || die "kubectl does not report $K8S_VERSION"
+etcd_version=$("$etcd_dir/etcd" --version)
+[[ $etcd_version == *"etcd Version: ${ETCD_VERSION#v}"* ]] || die "etcd does not report $ETCD_VERSION: $etcd_version"
