@@ -117,6 +117,11 @@ async fn main() {
         )
         .await
         .unwrap();
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(Duration::from_secs(60), established)
+            .await
+            .expect("CRD Established")
+            .unwrap();
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let meta = ObjectMeta {
@@ -135,7 +140,7 @@ async fn main() {
         .unwrap();
 
     let requests_before = operator_requests(&client).await;
-    let mut operator = Child(
+    let operator = Child(
         Command::new(&binary)
             .args(["run", "--namespace", &ns])
             .env("KUBECONFIG", root().join(".cluster/operator.kubeconfig"))
