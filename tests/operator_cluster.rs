@@ -137,6 +137,19 @@ async fn simplecluster_gets_upstream_children_and_runs() {
             Some("dask.org/cluster-name=simple,dask.org/component=worker,dask.org/workergroup-name=simple-default")
         );
         assert!(kubectl(&["get", "dask", "-n", &ns]).contains("simple"), "category dask lists the cluster");
+        // The scale subresource, as `kubectl scale` and a HorizontalPodAutoscaler read it.
+        for path in ["daskclusters/simple", "daskworkergroups/simple-default"] {
+            let raw = kubectl(&["get", "--raw", &format!("/apis/kubernetes.dask.org/v1/namespaces/{ns}/{path}/scale")]);
+            let scale: serde_json::Value = serde_json::from_str(&raw).unwrap();
+            assert_eq!(scale["kind"], "Scale");
+            assert_eq!(scale["spec"]["replicas"], 2, "{path}: {scale}");
+            assert_eq!(scale["status"]["replicas"], 2, "{path}: {scale}");
+            assert_eq!(
+                scale["status"]["selector"],
+                "dask.org/cluster-name=simple,dask.org/component=worker,dask.org/workergroup-name=simple-default",
+                "{path}"
+            );
+        }
     })
     .await;
 }
