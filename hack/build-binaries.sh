@@ -40,8 +40,18 @@ if [[ ! -x $etcd_dir/etcd ]]; then
   log "etcd built in $((SECONDS - start))s"
 fi
 
+coredns_dir=$(coredns_bin_dir)
+if [[ ! -x $coredns_dir/coredns ]]; then
+  log "building CoreDNS $COREDNS_VERSION into $coredns_dir"
+  start=$SECONDS
+  BUILD_NAME=coredns build_set "$coredns_dir" "$REPO_ROOT/hack/go/coredns" "-s -w" github.com/coredns/coredns
+  log "CoreDNS built in $((SECONDS - start))s"
+fi
+
 # (Read the whole output first: `grep -q` closing the pipe early would fail it under pipefail.)
 kubectl_version=$("$k8s_dir/kubectl" version --client 2>/dev/null || true)
 [[ $kubectl_version == *"Client Version: $K8S_VERSION"* ]] || die "kubectl does not report $K8S_VERSION"
 etcd_version=$("$etcd_dir/etcd" --version)
 [[ $etcd_version == *"etcd Version: ${ETCD_VERSION#v}"* ]] || die "etcd does not report $ETCD_VERSION: $etcd_version"
+coredns_version=$("$coredns_dir/coredns" -version)
+[[ $coredns_version == *"CoreDNS-${COREDNS_VERSION#v}"* ]] || die "coredns does not report $COREDNS_VERSION: $coredns_version"

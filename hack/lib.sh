@@ -4,6 +4,7 @@
 # Pinned versions. Changing one of these (or the helper go.mod/go.sum files) rebuilds that set.
 K8S_VERSION=v1.34.12
 ETCD_VERSION=v3.6.16
+COREDNS_VERSION=v1.14.7
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Build caches live outside the work tree so that fresh clones and CI runs reuse them.
@@ -26,13 +27,11 @@ key_dir() {
 
 k8s_bin_dir() { key_dir kubernetes "$K8S_VERSION" "$REPO_ROOT/hack/go/k8s"; }
 etcd_bin_dir() { key_dir etcd "$ETCD_VERSION" "$REPO_ROOT/hack/go/etcd"; }
+coredns_bin_dir() { key_dir coredns "$COREDNS_VERSION" "$REPO_ROOT/hack/go/coredns"; }
 
-# Ports on 127.0.0.1. Override to run next to something that already uses them.
+# The one host port: the API server relay on 127.0.0.1 (everything else lives in the cluster's network
+# namespace). Override to run next to something that already uses it.
 APISERVER_PORT=${APISERVER_PORT:-6443}
-ETCD_PORT=${ETCD_PORT:-2379}
-ETCD_PEER_PORT=${ETCD_PEER_PORT:-2380}
-CONTROLLER_MANAGER_PORT=${CONTROLLER_MANAGER_PORT:-10257}
-SCHEDULER_PORT=${SCHEDULER_PORT:-10259}
 
 RUN_DIR=$CLUSTER_DIR/run
 LOG_DIR=$CLUSTER_DIR/logs

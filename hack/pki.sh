@@ -26,6 +26,8 @@ make_pki() {
   issue_cert "$tmp" controller-manager "/CN=system:kube-controller-manager" clientAuth
   issue_cert "$tmp" scheduler "/CN=system:kube-scheduler" clientAuth
   issue_cert "$tmp" dask-operator "/CN=dask-operator" clientAuth
+  issue_cert "$tmp" kubelet "/O=system:nodes/CN=system:node:node1" clientAuth
+  issue_cert "$tmp" kube-proxy "/CN=system:kube-proxy" clientAuth
   issue_cert "$tmp" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$tmp/sa.key" 2>/dev/null
   openssl pkey -in "$tmp/sa.key" -pubout -out "$tmp/sa.pub" 2>/dev/null

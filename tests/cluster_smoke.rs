@@ -1,5 +1,5 @@
-//! Smoke tests of the local control plane (`make cluster-up`): the API server, etcd, the
-//! controller-manager's controllers, the scheduler, ServiceAccount tokens and RBAC all work.
+//! Smoke tests of the local cluster (`make cluster-up`): the API server, etcd, the
+//! controller-manager's controllers, the scheduler and node, ServiceAccount tokens and RBAC all work.
 //! Each test runs in its own namespace; the tests run in parallel.
 
 mod common;
@@ -119,30 +119,30 @@ async fn deployment_gets_replicaset_and_pending_pods() {
         .await;
         assert_eq!(rs.spec.as_ref().unwrap().replicas, Some(2));
 
-        // With no node at this tier the scheduler reports every pod unschedulable, and it stays Pending.
+        // The scheduler places both pods on the local node, whose kubelet never pulls: an image that is
+        // not in containerd leaves the pod Pending with ErrImageNeverPull.
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let pending = eventually("two Pending, unschedulable pods", TIMEOUT, || async {
+        let pending = eventually("two Pending pods on node1 that never pull", TIMEOUT, || async {
             let list = pods.list(&ListParams::default().labels("app=smoke")).await.ok()?;
-            let unschedulable = list
+            let never_pulled = list
                 .items
                 .iter()
                 .filter(|p| {
                     let status = p.status.as_ref();
                     status.and_then(|s| s.phase.as_deref()) == Some("Pending")
-                        && status.and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+                        && status.and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
                             cs.iter().any(|c| {
-                                c.type_ == "PodScheduled"
-                                    && c.status == "False"
-                                    && c.reason.as_deref() == Some("Unschedulable")
+                                c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref())
+                                    == Some("ErrImageNeverPull")
                             })
                         })
                 })
                 .count();
-            (list.items.len() == 2 && unschedulable == 2).then_some(list.items)
+            (list.items.len() == 2 && never_pulled == 2).then_some(list.items)
         })
         .await;
         for pod in &pending {
-            assert!(pod.spec.as_ref().unwrap().node_name.is_none());
+            assert_eq!(pod.spec.as_ref().unwrap().node_name.as_deref(), Some("node1"));
             assert!(pod.owner_references().iter().any(|o| o.kind == "ReplicaSet"));
         }
     })

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, create_from_yaml, eventually, fixture, kubectl, with_namespace};
+use common::{Operator, create_from_yaml, eventually, fixture, kubectl, with_unscheduled_namespace};
 use dask_operator::crd::{DaskCluster, DaskWorkerGroup};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Service};
@@ -73,7 +73,7 @@ async fn warning_events(client: &Client, ns: &str, name: &str, reason: &str) -> 
 
 #[tokio::test]
 async fn simplecluster_gets_upstream_children_and_runs() {
-    with_namespace("op-simple", |client, ns| async move {
+    with_unscheduled_namespace("op-simple", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
         let cluster = wait_phase(&client, &ns, "simple", "Running").await;
@@ -156,7 +156,7 @@ async fn simplecluster_gets_upstream_children_and_runs() {
 
 #[tokio::test]
 async fn kubectl_scale_daskcluster_and_daskworkergroup() {
-    with_namespace("op-scale", |client, ns| async move {
+    with_unscheduled_namespace("op-scale", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
         wait_workers(&client, &ns, "simple-default", 2).await;
@@ -203,7 +203,7 @@ async fn kubectl_scale_daskcluster_and_daskworkergroup() {
 
 #[tokio::test]
 async fn user_created_worker_group_is_adopted_without_labels() {
-    with_namespace("op-usergroup", |client, ns| async move {
+    with_unscheduled_namespace("op-usergroup", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
         let cluster = wait_phase(&client, &ns, "simple", "Running").await;
@@ -250,7 +250,7 @@ async fn user_created_worker_group_is_adopted_without_labels() {
 
 #[tokio::test]
 async fn spec_edits_are_rolled_out_and_deleted_children_recreated() {
-    with_namespace("op-rollout", |client, ns| async move {
+    with_unscheduled_namespace("op-rollout", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
         wait_workers(&client, &ns, "simple-default", 2).await;
@@ -294,7 +294,7 @@ async fn spec_edits_are_rolled_out_and_deleted_children_recreated() {
 
 #[tokio::test]
 async fn invalid_cluster_names_end_in_error_with_a_message() {
-    with_namespace("op-badname", |client, ns| async move {
+    with_unscheduled_namespace("op-badname", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         let base = fixture("simplecluster.yaml");
         for name in ["a.dotted.name", &"x".repeat(54)] {
@@ -332,7 +332,7 @@ async fn invalid_cluster_names_end_in_error_with_a_message() {
 
 #[tokio::test]
 async fn worker_group_for_a_missing_cluster_reports_and_recovers() {
-    with_namespace("op-orphan", |client, ns| async move {
+    with_unscheduled_namespace("op-orphan", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simpleworkergroup.yaml")).await;
         let groups: Api<DaskWorkerGroup> = Api::namespaced(client.clone(), &ns);
@@ -377,7 +377,7 @@ async fn worker_group_for_a_missing_cluster_reports_and_recovers() {
 
 #[tokio::test]
 async fn schema_rejects_bad_fields_with_their_path() {
-    with_namespace("op-schema", |client, ns| async move {
+    with_unscheduled_namespace("op-schema", |client, ns| async move {
         common::install_crds(&client).await;
         let yaml = fixture("simplecluster.yaml").replacen("replicas: 2", "replicas: two", 1);
         let value: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
@@ -409,7 +409,7 @@ async fn schema_rejects_bad_fields_with_their_path() {
 
 #[tokio::test]
 async fn kopf_finalizer_is_removed_so_deletion_completes() {
-    with_namespace("op-kopf", |client, ns| async move {
+    with_unscheduled_namespace("op-kopf", |client, ns| async move {
         common::install_crds(&client).await;
         let yaml = fixture("simplecluster.yaml").replacen(
             "metadata:\n",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, create_from_yaml, eventually, fixture, with_namespace};
+use common::{Operator, create_from_yaml, eventually, fixture, with_unscheduled_namespace};
 use dask_operator::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -75,7 +75,7 @@ fn status_keys(status: &DaskJobStatus) -> Vec<String> {
 
 #[tokio::test]
 async fn simplejob_runs_to_successful_and_its_cluster_is_deleted() {
-    with_namespace("job-ok", |client, ns| async move {
+    with_unscheduled_namespace("job-ok", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         let job = create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
 
@@ -180,7 +180,7 @@ async fn simplejob_runs_to_successful_and_its_cluster_is_deleted() {
 
 #[tokio::test]
 async fn failedjob_ends_failed_with_a_warning_event() {
-    with_namespace("job-fail", |client, ns| async move {
+    with_unscheduled_namespace("job-fail", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("failedjob.yaml")).await;
         wait_job(&client, &ns, "failed-job", "ClusterCreated").await;
@@ -200,7 +200,7 @@ async fn failedjob_ends_failed_with_a_warning_event() {
 
 #[tokio::test]
 async fn runner_restarting_past_the_limit_fails_the_job_and_is_stopped() {
-    with_namespace("job-restarts", |client, ns| async move {
+    with_unscheduled_namespace("job-restarts", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         let yaml = fixture("simplejob.yaml").replacen(
             "  job:\n    spec:\n",
@@ -231,7 +231,7 @@ async fn runner_restarting_past_the_limit_fails_the_job_and_is_stopped() {
 
 #[tokio::test]
 async fn operator_restarted_mid_job_makes_no_second_runner_and_finishes_the_job() {
-    with_namespace("job-restart-op", |client, ns| async move {
+    with_unscheduled_namespace("job-restart-op", |client, ns| async move {
         let operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
         wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
@@ -259,7 +259,7 @@ async fn operator_restarted_mid_job_makes_no_second_runner_and_finishes_the_job(
 
 #[tokio::test]
 async fn terminal_status_survives_an_operator_that_was_down_when_the_runner_ended() {
-    with_namespace("job-down", |client, ns| async move {
+    with_unscheduled_namespace("job-down", |client, ns| async move {
         let operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("failedjob.yaml")).await;
         wait_job(&client, &ns, "failed-job", "ClusterCreated").await;
@@ -275,7 +275,7 @@ async fn terminal_status_survives_an_operator_that_was_down_when_the_runner_ende
 
 #[tokio::test]
 async fn a_deleted_runner_fails_the_job_instead_of_passing_it() {
-    with_namespace("job-deleted", |client, ns| async move {
+    with_unscheduled_namespace("job-deleted", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
         wait_job(&client, &ns, "simple-job", "ClusterCreated").await;

@@ -56,7 +56,27 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Runs `body` with a fresh namespace and deletes the namespace afterwards, also when `body` panics.
+/// Its pods run on the local node.
 pub async fn with_namespace<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    namespace(prefix, false, body).await
+}
+
+/// Like [`with_namespace`], but no pod of the namespace is ever scheduled (a node selector no node
+/// matches, set through the PodNodeSelector admission plugin): the test itself reports pod phases,
+/// the way a kubelet would, without a real kubelet competing.
+pub async fn with_unscheduled_namespace<F, Fut>(prefix: &str, body: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    namespace(prefix, true, body).await
+}
+
+async fn namespace<F, Fut>(prefix: &str, unscheduled: bool, body: F)
 where
     F: FnOnce(Client, String) -> Fut,
     Fut: Future<Output = ()>,
@@ -72,6 +92,10 @@ where
         ..Default::default()
     };
     ns.metadata.labels = Some([(TEST_LABEL.to_string(), "true".to_string())].into());
+    if unscheduled {
+        let selector = ("scheduler.alpha.kubernetes.io/node-selector".to_string(), format!("{TEST_LABEL}=no-node"));
+        ns.metadata.annotations = Some([selector].into());
+    }
     namespaces
         .create(&PostParams::default(), &ns)
         .await

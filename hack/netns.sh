@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The local cluster's network namespace (source it; used by cluster-up.sh and cluster-down.sh).
+#
+# Every cluster process runs inside it: etcd, the control plane, containerd, kubelet, kube-proxy and
+# CoreDNS. The pod range 10.244.0.0/24 (bridge cni0, gateway 10.244.0.1) and the service range
+# 10.96.0.0/16 exist only in there, and the namespace has no route out, so pods cannot reach anything
+# but each other and the node. The host reaches the API server through a relay: a socat listening on
+# host 127.0.0.1:$APISERVER_PORT forwards through a unix socket to a socat inside the namespace, which
+# connects to the API server on the namespace's own loopback.
+#
+# Processes enter it with `nsenter --net=` (not `ip netns exec`, which remounts /sys and would hide
+# the cgroup hierarchy from kubelet and containerd).
+
+NETNS_NAME=${NETNS_NAME:-dask-operator}
+NETNS_PATH=/run/netns/$NETNS_NAME
+NODE_IP=10.244.0.1
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+RELAY_SOCKET=$RUN_DIR/apiserver.sock
+
+# in_netns CMD...: runs CMD in the cluster's network namespace (exec, no fork: $! is CMD's PID).
+in_netns() { nsenter --net="$NETNS_PATH" -- "$@"; }
+
+netns_up() {
+  if [[ ! -e $NETNS_PATH ]]; then
+    log "creating network namespace $NETNS_NAME"
+    ip netns add "$NETNS_NAME"
+  fi
+  in_netns ip link set lo up
+  if ! in_netns ip link show cni0 >/dev/null 2>&1; then
+    in_netns ip link add cni0 type bridge
+  fi
+  in_netns ip addr replace "$NODE_IP/24" dev cni0
+  in_netns ip link set cni0 up
+  # ClusterIPs for processes in the namespace itself (kube-proxy's rules DNAT them); there is no default route.
+  in_netns ip route replace "$SERVICE_CIDR" dev cni0
+  in_netns sysctl -qw net.ipv4.ip_forward=1
+  in_netns sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  in_netns sysctl -qw net.ipv4.conf.all.route_localnet=1
+}
+
+netns_down() {
+  [[ -e $NETNS_PATH ]] || return 0
+  ip netns del "$NETNS_NAME" 2>/dev/null || umount "$NETNS_PATH" 2>/dev/null || true
+  rm -f "$NETNS_PATH"
+}
