@@ -13,8 +13,9 @@ help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: ## Bring up the local cluster, run the operator and the example DaskJob end to end
-	@echo "make demo: not yet available (needs the real node; see README)"; exit 2
+demo: cluster-up ## Bring up the local cluster, run the operator and the example DaskJob end to end
+	cargo build --locked
+	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/debug/dask-operator hack/demo.sh
 
 .PHONY: test
 test: ## Everything: deps, lint, binaries, local cluster, unit + integration tests

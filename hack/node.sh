@@ -13,9 +13,18 @@ CONTAINERD_ROOT=$CACHE_ROOT/containerd
 CNI_CONF_DIR=$NODE_DIR/cni
 CTR=(ctr --address "$CONTAINERD_SOCKET" --namespace k8s.io)
 
+# write_if_changed FILE: writes stdin to FILE unless FILE already has that content (kube-proxy exits
+# when its config file is touched).
+write_if_changed() {
+  local file=$1 tmp="$1.tmp"
+  cat >"$tmp"
+  if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; CHANGED+=("$file"); fi
+}
+CHANGED=()
+
 write_node_config() {
   mkdir -p "$NODE_DIR" "$KUBELET_DIR" "$CNI_CONF_DIR" "$RUN_DIR/containerd" "$CONTAINERD_ROOT"
-  cat >"$NODE_DIR/containerd.toml" <<EOF
+  write_if_changed "$NODE_DIR/containerd.toml" <<EOF
 version = 2
 root = "$CONTAINERD_ROOT"
 state = "$RUN_DIR/containerd/state"
@@ -38,7 +47,7 @@ state = "$RUN_DIR/containerd/state"
     conf_dir = "$CNI_CONF_DIR"
 EOF
   # Pods get an address on cni0; their default route ends at the bridge, which has no route out.
-  cat >"$CNI_CONF_DIR/10-pods.conflist" <<EOF
+  write_if_changed "$CNI_CONF_DIR/10-pods.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "pods", "plugins": [
   {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "dataDir": "$NODE_DIR/cni-ipam",
@@ -46,8 +55,8 @@ EOF
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 EOF
   # Pods resolve through CoreDNS on the node address; the kubelet adds the nameserver and search path.
-  : >"$NODE_DIR/pod-resolv.conf"
-  cat >"$NODE_DIR/kubelet.yaml" <<EOF
+  write_if_changed "$NODE_DIR/pod-resolv.conf" </dev/null
+  write_if_changed "$NODE_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
@@ -73,18 +82,19 @@ maxPods: 60
 rotateCertificates: false
 serverTLSBootstrap: false
 EOF
-  cat >"$NODE_DIR/kube-proxy.yaml" <<EOF
+  write_if_changed "$NODE_DIR/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: iptables
 clientConnection: {kubeconfig: $STATE_DIR/kube-proxy.kubeconfig}
 hostnameOverride: $NODE_NAME
 clusterCIDR: $POD_CIDR
+nodePortAddresses: [$NODE_IP/32]
 conntrack: {maxPerCore: 0, min: 0}
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 EOF
-  cat >"$NODE_DIR/Corefile" <<EOF
+  write_if_changed "$NODE_DIR/Corefile" <<EOF
 .:53 {
     bind $NODE_IP
     errors
@@ -130,6 +140,16 @@ node_up() {
   [[ -x $coredns_bin && -x $K8S_BIN/kubelet ]] || die "node binaries missing; run hack/build-binaries.sh"
   mount --make-rshared / # the kubelet's volume mounts must propagate into containers
   write_node_config
+  # A running daemon whose configuration changed is restarted (kube-proxy would exit on its own).
+  local file
+  for file in "${CHANGED[@]}"; do
+    case $file in
+      */containerd.toml) stop_daemon kubelet; stop_daemon containerd ;;
+      */kubelet.yaml) stop_daemon kubelet ;;
+      */kube-proxy.yaml) stop_daemon kube-proxy ;;
+      */Corefile) stop_daemon coredns ;;
+    esac
+  done
 
   if ! daemon_pid containerd >/dev/null; then
     start_daemon containerd nsenter --net="$NETNS_PATH" -- containerd --config "$NODE_DIR/containerd.toml"

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, create_from_yaml, eventually, fixture, kubectl, with_unscheduled_namespace};
+use common::{
+    Operator, create_from_yaml, eventually, fixture, kubectl, with_unscheduled_namespace,
+};
 use dask_operator::crd::{DaskCluster, DaskWorkerGroup};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Service};

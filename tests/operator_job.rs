@@ -28,6 +28,37 @@ async fn wait_job(client: &Client, ns: &str, name: &str, job_status: &str) -> Da
     .await
 }
 
+/// Reports the job's scheduler pod Ready as a kubelet would, and waits for the operator to create the
+/// runner, which it does only once the scheduler is ready.
+async fn report_scheduler_ready(client: &Client, ns: &str, job: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!(
+        "dask.org/cluster-name={job},dask.org/component=scheduler"
+    ));
+    let scheduler = eventually("the scheduler pod", TIMEOUT, || async {
+        pods.list(&lp).await.ok()?.items.into_iter().next()
+    })
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
+        .collect();
+    let patch = json!({"status": {"phase": "Running", "conditions": conditions}});
+    pods.patch_status(
+        &scheduler.name_any(),
+        &PatchParams::default(),
+        &Patch::Strategic(&patch),
+    )
+    .await
+    .unwrap();
+    let runner = format!("{job}-runner");
+    eventually("the runner pod", TIMEOUT, || async {
+        pods.get_opt(&runner).await.ok()?
+    })
+    .await
+}
+
 /// Reports the runner's phase (and container restarts) as a kubelet would.
 async fn report_runner(client: &Client, ns: &str, pod: &str, phase: &str, restarts: i32) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -99,10 +130,10 @@ async fn simplejob_runs_to_successful_and_its_cluster_is_deleted() {
                 .map(String::as_str),
             Some("simple-job")
         );
-        let runner = Api::<Pod>::namespaced(client.clone(), &ns)
-            .get("simple-job-runner")
-            .await
-            .unwrap();
+        // No runner until the scheduler is ready.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        assert!(pods.get_opt("simple-job-runner").await.unwrap().is_none());
+        let runner = report_scheduler_ready(&client, &ns, "simple-job").await;
         assert_eq!(runner.owner_references()[0].uid, job.uid().unwrap());
         assert_eq!(
             runner
@@ -184,6 +215,7 @@ async fn failedjob_ends_failed_with_a_warning_event() {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("failedjob.yaml")).await;
         wait_job(&client, &ns, "failed-job", "ClusterCreated").await;
+        report_scheduler_ready(&client, &ns, "failed-job").await;
         report_runner(&client, &ns, "failed-job-runner", "Running", 0).await;
         wait_job(&client, &ns, "failed-job", "Running").await;
         report_runner(&client, &ns, "failed-job-runner", "Failed", 0).await;
@@ -209,6 +241,7 @@ async fn runner_restarting_past_the_limit_fails_the_job_and_is_stopped() {
         );
         create_from_yaml(&client, &ns, &yaml).await;
         wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
+        report_scheduler_ready(&client, &ns, "simple-job").await;
         report_runner(&client, &ns, "simple-job-runner", "Running", 2).await;
         wait_job(&client, &ns, "simple-job", "Running").await;
         report_runner(&client, &ns, "simple-job-runner", "Running", 3).await;
@@ -235,6 +268,7 @@ async fn operator_restarted_mid_job_makes_no_second_runner_and_finishes_the_job(
         let operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
         wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
+        report_scheduler_ready(&client, &ns, "simple-job").await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let runner_uid = pods.get("simple-job-runner").await.unwrap().uid();
         operator.stop().await;
@@ -263,6 +297,7 @@ async fn terminal_status_survives_an_operator_that_was_down_when_the_runner_ende
         let operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("failedjob.yaml")).await;
         wait_job(&client, &ns, "failed-job", "ClusterCreated").await;
+        report_scheduler_ready(&client, &ns, "failed-job").await;
         operator.stop().await;
         report_runner(&client, &ns, "failed-job-runner", "Failed", 0).await;
         let _operator = Operator::start(&client, &ns).await;
@@ -279,6 +314,7 @@ async fn a_deleted_runner_fails_the_job_instead_of_passing_it() {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
         wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
+        report_scheduler_ready(&client, &ns, "simple-job").await;
         report_runner(&client, &ns, "simple-job-runner", "Running", 0).await;
         wait_job(&client, &ns, "simple-job", "Running").await;
         Api::<Pod>::namespaced(client.clone(), &ns)

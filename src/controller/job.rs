@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -22,6 +23,7 @@ use super::{Context, Touched, apply, delete, drain, error_policy, patch_status, 
 use crate::crd::job::job_status;
 use crate::crd::{DaskCluster, DaskJob};
 use crate::error::{Error, Result};
+use crate::resources::labels::{CLUSTER_NAME, COMPONENT, component};
 use crate::resources::{job as build, names};
 
 pub(super) async fn controller(
@@ -29,12 +31,23 @@ pub(super) async fn controller(
     jobs: ReflectHandle<DaskJob>,
     clusters: Touched<DaskCluster>,
     runners: Touched<Pod>,
+    deployments: Touched<Deployment>,
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stream = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
         .owns_stream(clusters)
         .owns_stream(runners)
+        // A job's runner waits for its scheduler: the scheduler Deployment `<job>-scheduler` wakes the job.
+        .watches_stream(deployments, |d: Deployment| {
+            let labels = d.labels();
+            let scheduler = labels.get(COMPONENT).map(String::as_str) == Some(component::SCHEDULER);
+            let job = labels.get(CLUSTER_NAME).filter(|_| scheduler).cloned();
+            job.map(|name| {
+                ObjectRef::<DaskJob>::new(&name)
+                    .within(d.namespace().as_deref().unwrap_or_default())
+            })
+        })
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(
@@ -113,11 +126,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
             "pod {runner_name} belongs to an earlier DaskJob of the same name and is still being deleted"
         )));
     }
-    let before_runner = status.job_status.as_deref() == Some(job_status::JOB_CREATED);
-    if runner.is_none() && before_runner {
-        runner = Some(create_runner(&ctx, &job).await?);
-    }
-    if before_runner {
+    if status.job_status.as_deref() == Some(job_status::JOB_CREATED) {
         status.job_status = Some(job_status::CLUSTER_CREATED.into());
         status.cluster_name = Some(name.clone());
         status.job_runner_pod_name = Some(runner_name.clone());
@@ -126,7 +135,24 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
             job.as_ref(),
             EventType::Normal,
             "ClusterCreated",
-            format!("Created DaskCluster {name} and runner pod {runner_name}"),
+            format!("Created DaskCluster {name}"),
+        )
+        .await;
+    }
+
+    // The runner starts once the scheduler is ready, so its client never times out waiting for a
+    // scheduler that is still starting (the scheduler Deployment's readiness wakes this reconcile).
+    let not_started = status.job_status.as_deref() == Some(job_status::CLUSTER_CREATED);
+    if runner.is_none() && not_started {
+        if !scheduler_ready(&ctx, &namespace, &name) {
+            return Ok(requeue());
+        }
+        runner = Some(create_runner(&ctx, &job).await?);
+        ctx.event(
+            job.as_ref(),
+            EventType::Normal,
+            "RunnerCreated",
+            format!("Created runner pod {runner_name}"),
         )
         .await;
     }
@@ -280,6 +306,16 @@ fn observe_runner(pod: Option<&Pod>, restart_limit: i32) -> Runner {
         Some("Running") => Runner::Running,
         _ => Runner::Waiting,
     }
+}
+
+/// Whether the job's scheduler Deployment has a ready pod.
+fn scheduler_ready(ctx: &Context, namespace: &str, cluster: &str) -> bool {
+    let scheduler = ObjectRef::new(&names::scheduler(cluster)).within(namespace);
+    ctx.stores
+        .deployments
+        .get(&scheduler)
+        .and_then(|d| d.status.as_ref()?.ready_replicas)
+        .is_some_and(|n| n > 0)
 }
 
 /// Creates the runner pod unless it exists (a crash after the create and before the status write).

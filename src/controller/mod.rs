@@ -487,7 +487,7 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{COMPONENT}={}", component::JOB_RUNNER));
     // Who reads what: clusters (cluster controller; owner triggers for jobs; lookups by groups and
     // autoscalers), groups (group controller; owner triggers for clusters), deployments (owner triggers
-    // for clusters and groups), services (clusters), runner pods (jobs).
+    // for clusters and groups; a job waits for its scheduler's), services (clusters), runner pods (jobs).
     let (mut clusters, clusters_driver) = shared(
         api_for::<DaskCluster>(&client, ns),
         Default::default(),
@@ -508,7 +508,7 @@ pub async fn run(
         0,
     );
     let (mut deployments, deployments_driver) =
-        shared(api_for::<Deployment>(&client, ns), dask_children, 0, 2);
+        shared(api_for::<Deployment>(&client, ns), dask_children, 0, 3);
     let (mut services, services_driver) =
         shared(api_for::<Service>(&client, ns), scheduler_services, 0, 1);
     let (mut runners, runners_driver) = shared(api_for::<Pod>(&client, ns), job_runners, 0, 1);
@@ -556,6 +556,7 @@ pub async fn run(
             jobs.subscribers.pop().unwrap(),
             clusters.children.pop().unwrap(),
             runners.children.pop().unwrap(),
+            deployments.children.pop().unwrap(),
             config.clone(),
             shutdown.clone(),
         )),

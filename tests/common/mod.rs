@@ -93,7 +93,10 @@ where
     };
     ns.metadata.labels = Some([(TEST_LABEL.to_string(), "true".to_string())].into());
     if unscheduled {
-        let selector = ("scheduler.alpha.kubernetes.io/node-selector".to_string(), format!("{TEST_LABEL}=no-node"));
+        let selector = (
+            "scheduler.alpha.kubernetes.io/node-selector".to_string(),
+            format!("{TEST_LABEL}=no-node"),
+        );
         ns.metadata.annotations = Some([selector].into());
     }
     namespaces

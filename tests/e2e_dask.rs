@@ -1,0 +1,193 @@
+//! End to end on the local node: real Dask pods from the locally built image, driven by the operator.
+//! Each test runs in its own namespace with its own operator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Operator, create_from_yaml, eventually, fixture, kubectl, with_namespace};
+use dask_operator::crd::{DaskCluster, DaskJob, DaskWorkerGroup};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// Real pods start in seconds, but two cores shared with the rest of the suite make it slower.
+const TIMEOUT: Duration = Duration::from_secs(240);
+const IMAGE: &str = "ghcr.io/dask/dask:2026.8.0";
+
+async fn job_status(client: &Client, ns: &str, name: &str, wanted: &[&str]) -> String {
+    let jobs: Api<DaskJob> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("DaskJob {name} to reach one of {wanted:?}"),
+        TIMEOUT,
+        || async {
+            let status = jobs.get(name).await.ok()?.status?.job_status?;
+            wanted.contains(&status.as_str()).then_some(status)
+        },
+    )
+    .await
+}
+
+async fn logs(client: &Client, ns: &str, pod: &str) -> String {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .logs(pod, &LogParams::default())
+        .await
+        .unwrap()
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn scheduler_pod(client: &Client, ns: &str, cluster: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(&format!(
+        "dask.org/cluster-name={cluster},dask.org/component=scheduler"
+    ));
+    eventually("a Ready scheduler pod", TIMEOUT, || async {
+        let list = pods.list(&lp).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|p| ready(p) && p.metadata.deletion_timestamp.is_none())
+    })
+    .await
+}
+
+/// The number of workers the scheduler itself reports, asked inside its pod.
+fn scheduler_workers(ns: &str, pod: &str) -> Option<usize> {
+    let script = "from distributed import Client\n\
+                  c = Client('tcp://127.0.0.1:8786', timeout=20)\n\
+                  print(len(c.scheduler_info(n_workers=-1)['workers']))\n\
+                  c.close()";
+    let out = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".cluster/bin/kubectl"),
+    )
+    .arg("--kubeconfig")
+    .arg(common::kubeconfig_path())
+    .args(["exec", "-n", ns, pod, "--", "python", "-c", script])
+    .output()
+    .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn example_job_computes_the_mean_and_succeeds() {
+    with_namespace("e2e-example", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        let manifest = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/daskjob.yaml"
+        ))
+        .unwrap();
+        create_from_yaml(&client, &ns, &manifest).await;
+        let status = job_status(&client, &ns, "example", &["Successful", "Failed"]).await;
+        let output = logs(&client, &ns, "example-runner").await;
+        assert_eq!(status, "Successful", "runner output:\n{output}");
+        let mean: f64 = output
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("a number: {output}"));
+        assert!((mean - 1.0).abs() < 0.01, "mean of x + x.T is {mean}");
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        eventually("the job's cluster to be deleted", TIMEOUT, || async {
+            clusters
+                .get_opt("example")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_whose_script_raises_ends_failed() {
+    with_namespace("e2e-failed", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        // Upstream's failedjob: `restartPolicy: Never`, the script asserts False.
+        create_from_yaml(&client, &ns, &fixture("failedjob.yaml")).await;
+        let status = job_status(&client, &ns, "failed-job", &["Successful", "Failed"]).await;
+        assert_eq!(status, "Failed");
+        let job = Api::<DaskJob>::namespaced(client.clone(), &ns)
+            .get("failed-job")
+            .await
+            .unwrap();
+        assert_eq!(job.status.unwrap().reason.as_deref(), Some("RunnerFailed"));
+        let output = logs(&client, &ns, "failed-job-runner").await;
+        assert!(
+            output.contains("AssertionError"),
+            "runner output:
+{output}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_serves_clients_scales_and_replaces_its_scheduler() {
+    with_namespace("e2e-cluster", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        let scheduler = scheduler_pod(&client, &ns, "simple").await;
+
+        // A pod connects through the Service's DNS name and computes.
+        let address = format!("tcp://simple-scheduler.{ns}.svc.cluster.local:8786");
+        let script = format!(
+            "from distributed import Client\nc = Client('{address}', timeout=60)\nc.wait_for_workers(2, timeout=120)\nprint(c.submit(lambda x: x + 1, 10).result())"
+        );
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "client"},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "client", "image": IMAGE, "imagePullPolicy": "Never", "args": ["python", "-c", script]
+            }]}
+        }))
+        .unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        let phase = eventually("the client pod to finish", TIMEOUT, || async {
+            let phase = pods.get("client").await.ok()?.status?.phase?;
+            matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+        })
+        .await;
+        let output = logs(&client, &ns, "client").await;
+        assert_eq!(phase, "Succeeded", "client output:\n{output}");
+        assert_eq!(output.trim().lines().last(), Some("11"));
+
+        // Scaling the worker group changes what the scheduler reports.
+        let name = scheduler.name_any();
+        eventually("the scheduler to report 2 workers", TIMEOUT, || async { (scheduler_workers(&ns, &name)? == 2).then_some(()) }).await;
+        kubectl(&["scale", "-n", &ns, "daskworkergroup", "simple-default", "--replicas=3"]);
+        eventually("the scheduler to report 3 workers", TIMEOUT, || async { (scheduler_workers(&ns, &name)? == 3).then_some(()) }).await;
+        let groups: Api<DaskWorkerGroup> = Api::namespaced(client.clone(), &ns);
+        groups
+            .patch("simple-default", &PatchParams::default(), &Patch::Merge(json!({"spec": {"worker": {"replicas": 1}}})))
+            .await
+            .unwrap();
+        eventually("the scheduler to report 1 worker", TIMEOUT, || async { (scheduler_workers(&ns, &name)? == 1).then_some(()) }).await;
+
+        // A deleted scheduler pod is replaced by a Ready one.
+        pods.delete(&name, &DeleteParams::default()).await.unwrap();
+        let replacement = eventually("a Ready replacement scheduler", TIMEOUT, || async {
+            let lp = ListParams::default().labels("dask.org/cluster-name=simple,dask.org/component=scheduler");
+            let list = pods.list(&lp).await.ok()?;
+            list.items.into_iter().find(|p| p.uid() != scheduler.uid() && ready(p))
+        })
+        .await;
+        assert_ne!(replacement.name_any(), name);
+    })
+    .await;
+}
