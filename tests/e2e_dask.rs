@@ -118,21 +118,43 @@ async fn example_job_computes_the_mean_and_succeeds() {
 async fn a_job_whose_script_raises_ends_failed() {
     with_namespace("e2e-failed", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
-        // Upstream's failedjob: `restartPolicy: Never`, the script asserts False.
-        create_from_yaml(&client, &ns, &fixture("failedjob.yaml")).await;
-        let status = job_status(&client, &ns, "failed-job", &["Successful", "Failed"]).await;
-        assert_eq!(status, "Failed");
+        // The example job, but its script raises once it has computed, and the runner does not restart.
+        let manifest = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/daskjob.yaml"
+        ))
+        .unwrap();
+        let manifest = manifest
+            .replace("name: example\n", "name: raises\n")
+            .replace(
+                "dask.org/cluster-name: example",
+                "dask.org/cluster-name: raises",
+            )
+            .replace(
+                "print(y.mean().compute())",
+                "raise ValueError(f'failed on purpose after {y.mean().compute()}')",
+            )
+            .replacen(
+                "    spec:\n      containers:",
+                "    spec:\n      restartPolicy: Never\n      containers:",
+                1,
+            );
+        assert!(
+            manifest.contains("restartPolicy: Never") && manifest.contains("failed on purpose")
+        );
+        create_from_yaml(&client, &ns, &manifest).await;
+        let status = job_status(&client, &ns, "raises", &["Successful", "Failed"]).await;
+        let output = logs(&client, &ns, "raises-runner").await;
+        assert_eq!(status, "Failed", "runner output:\n{output}");
+        assert!(
+            output.contains("ValueError: failed on purpose after"),
+            "runner output:\n{output}"
+        );
         let job = Api::<DaskJob>::namespaced(client.clone(), &ns)
-            .get("failed-job")
+            .get("raises")
             .await
             .unwrap();
         assert_eq!(job.status.unwrap().reason.as_deref(), Some("RunnerFailed"));
-        let output = logs(&client, &ns, "failed-job-runner").await;
-        assert!(
-            output.contains("AssertionError"),
-            "runner output:
-{output}"
-        );
     })
     .await;
 }
