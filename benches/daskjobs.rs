@@ -124,8 +124,15 @@ async fn main() {
             .unwrap();
     }
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    // Its pods are never scheduled (PodNodeSelector: a selector no node matches): the bench measures
+    // the operator, not a thousand Dask processes on the local node.
+    let selector = (
+        "scheduler.alpha.kubernetes.io/node-selector".to_string(),
+        "dask-operator.dask.org/bench=no-node".to_string(),
+    );
     let meta = ObjectMeta {
         name: Some(ns.clone()),
+        annotations: Some([selector].into()),
         ..Default::default()
     };
     namespaces
