@@ -28,8 +28,8 @@ async fn wait_job(client: &Client, ns: &str, name: &str, job_status: &str) -> Da
     .await
 }
 
-/// Reports the job's scheduler pod Ready as a kubelet would, and waits for the operator to create the
-/// runner, which it does only once the scheduler is ready.
+/// Reports the job's scheduler pod Ready as a kubelet would, and waits for the runner pod (created at
+/// once, or only then with `waitForScheduler`).
 async fn report_scheduler_ready(client: &Client, ns: &str, job: &str) -> Pod {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().labels(&format!(
@@ -130,9 +130,6 @@ async fn simplejob_runs_to_successful_and_its_cluster_is_deleted() {
                 .map(String::as_str),
             Some("simple-job")
         );
-        // No runner until the scheduler is ready.
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        assert!(pods.get_opt("simple-job-runner").await.unwrap().is_none());
         let runner = report_scheduler_ready(&client, &ns, "simple-job").await;
         assert_eq!(runner.owner_references()[0].uid, job.uid().unwrap());
         assert_eq!(
@@ -330,6 +327,31 @@ async fn a_deleted_runner_fails_the_job_instead_of_passing_it() {
         let status = wait_job(&client, &ns, "simple-job", "Failed").await;
         assert_eq!(status.reason.as_deref(), Some("RunnerDeleted"));
         cluster_gone(&client, &ns, "simple-job").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_wait_for_scheduler_the_runner_starts_once_the_scheduler_is_ready() {
+    with_unscheduled_namespace("job-wait", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        let yaml = fixture("simplejob.yaml").replacen(
+            "  job:\n    spec:\n",
+            "  job:\n    waitForScheduler: true\n    spec:\n",
+            1,
+        );
+        create_from_yaml(&client, &ns, &yaml).await;
+        wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
+        // The cluster exists, the scheduler is not ready: no runner yet. Another job in the namespace,
+        // created after this one, gets its runner at once (the operator is not stuck).
+        create_from_yaml(&client, &ns, &fixture("failedjob.yaml")).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        eventually("failed-job's runner, created at once", TIMEOUT, || async {
+            pods.get_opt("failed-job-runner").await.ok()?
+        })
+        .await;
+        assert!(pods.get_opt("simple-job-runner").await.unwrap().is_none());
+        report_scheduler_ready(&client, &ns, "simple-job").await;
     })
     .await;
 }

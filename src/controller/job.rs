@@ -140,11 +140,11 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         .await;
     }
 
-    // The runner starts once the scheduler is ready, so its client never times out waiting for a
-    // scheduler that is still starting (the scheduler Deployment's readiness wakes this reconcile).
+    // With `waitForScheduler`, the runner starts once the scheduler is ready, so its client never times
+    // out waiting for a scheduler that is still starting (the scheduler Deployment wakes this reconcile).
     let not_started = status.job_status.as_deref() == Some(job_status::CLUSTER_CREATED);
     if runner.is_none() && not_started {
-        if !scheduler_ready(&ctx, &namespace, &name) {
+        if job.spec.job.wait_for_scheduler && !scheduler_ready(&ctx, &namespace, &name) {
             return Ok(requeue());
         }
         runner = Some(create_runner(&ctx, &job).await?);

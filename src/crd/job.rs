@@ -57,6 +57,10 @@ pub struct JobRunnerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub restart_limit: Option<i32>,
+    /// Create the runner pod only once the scheduler is ready, so that its client never times out on a
+    /// scheduler that is still starting. Off by default, as upstream creates the runner at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait_for_scheduler: bool,
 }
 
 /// The DaskCluster `<job>` made for the job.
