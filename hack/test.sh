@@ -22,7 +22,11 @@ teardown() {
 }
 trap teardown EXIT
 hack/cluster-up.sh
-cargo test --locked --no-fail-fast
+status=0
+cargo test --locked --no-fail-fast || status=1
+# Upstream dask-kubernetes' own suite (from its wheel) against our operator on the real node.
+DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dask-operator" tests/conformance/run.sh || status=1
 # CRD compatibility with the pinned dask-kubernetes wheel (no cluster needed, but run last so that a
 # failure here does not hide the cluster tests' results).
-DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dask-operator" python3 -m pytest -q tests/compat
+DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dask-operator" python3 -m pytest -q tests/compat || status=1
+exit "$status"

@@ -117,18 +117,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _can_connect(port: int) -> bool:
+def _forwards_end_to_end(port: int) -> bool:
+    """Whether a connection to 127.0.0.1:port reaches a listening remote end.
+
+    kubectl port-forward accepts the local connection before it dials the pod; if nothing listens
+    in the pod yet, it closes the connection (and exits: "lost connection to pod"). A client going
+    straight to the pod would get "connection refused" and retry (Dask's Client does, within its
+    connect timeout), but through kubectl it sees an accepted connection reset during its handshake
+    and gives up. So the forward counts as up only once a connection stays open (or the remote
+    speaks first, as a Dask scheduler does) - the same readiness a direct connection would give.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(1.0)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        if s.connect_ex(("127.0.0.1", port)) != 0:
+            return False
+        s.settimeout(2.0)
+        try:
+            return s.recv(1) != b""  # data: the remote spoke; b"": closed
+        except socket.timeout:
+            return True  # still open and silent: the remote accepted
+        except OSError:
+            return False  # reset
 
 
 class _PortForward:
     """`kubectl port-forward --address 127.0.0.1`, restarted on the same local port if it exits.
 
-    kubectl port-forward picks one pod when it starts and exits when that pod goes away, is not
-    Running yet, or (depending on the version) when a forwarded connection fails. pytest-kind retries
-    the start 10 times; this keeps it alive for the whole `with` block instead. Harness plumbing only:
+    kubectl port-forward picks one pod when it starts and exits when that pod is not Running yet,
+    goes away, or a forwarded connection fails ("lost connection to pod"). pytest-kind retries the
+    start 10 times, a second apart; this restarts it for the whole `with` block instead, and
+    `start` returns only once a connection reaches a listening remote end. Harness plumbing only:
     the operator plays no part in port-forwarding.
     """
 
@@ -167,8 +185,13 @@ class _PortForward:
         self._thread.start()
         deadline = time.monotonic() + PORT_FORWARD_READY_TIMEOUT
         while time.monotonic() < deadline:
-            if _can_connect(self.local_port):
-                return
+            with self._lock:
+                proc = self._proc
+            if proc is not None and proc.poll() is None and _forwards_end_to_end(self.local_port):
+                time.sleep(0.2)
+                with self._lock:
+                    if self._proc is proc and proc.poll() is None:
+                        return
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(
