@@ -245,10 +245,17 @@ async fn runner_restarting_past_the_limit_fails_the_job_and_is_stopped() {
         let status = wait_job(&client, &ns, "simple-job", "Failed").await;
         assert_eq!(status.reason.as_deref(), Some("RestartLimitExceeded"));
         assert!(status.message.unwrap().contains("restarted 3 times"));
-        let runner = Api::<Pod>::namespaced(client.clone(), &ns)
-            .get("simple-job-runner")
-            .await
-            .unwrap();
+        // The terminal status is written first, then the runner is stopped (kept, with its logs).
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        eventually(
+            "the runner to be stopped with activeDeadlineSeconds 1",
+            TIMEOUT,
+            || async {
+                let pod = pods.get("simple-job-runner").await.ok()?;
+                (pod.spec?.active_deadline_seconds == Some(1)).then_some(())
+            },
+        )
+        .await;
         assert_eq!(
             runner.spec.unwrap().active_deadline_seconds,
             Some(1),
