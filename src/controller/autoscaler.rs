@@ -7,7 +7,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
-use super::{Context, adopt, drain, error_policy, remove_kopf_finalizer, tracked};
+use super::{Context, adopt, drain, error_policy, naming_cluster, remove_kopf_finalizer, tracked};
 use crate::crd::{DaskAutoscaler, DaskCluster};
 use crate::error::{Error, Result};
 
@@ -18,16 +18,9 @@ pub(super) async fn controller(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let store = ctx.stores.autoscalers.clone();
-    let by_cluster = move |cluster: Arc<DaskCluster>| {
-        let (name, namespace) = (cluster.name_any(), cluster.namespace());
-        store
-            .state()
-            .into_iter()
-            .filter(|a| a.spec.cluster == name && a.namespace() == namespace)
-            .map(|a| ObjectRef::from_obj(a.as_ref()))
-            .collect::<Vec<_>>()
-    };
+    let by_cluster = naming_cluster(ctx.stores.autoscalers.clone(), |a: &DaskAutoscaler| {
+        &a.spec.cluster
+    });
     let stream = Controller::for_shared_stream(autoscalers, ctx.stores.autoscalers.clone())
         .watches_shared_stream(clusters, by_cluster)
         .with_config(config)

@@ -28,7 +28,7 @@ use kube::api::{Patch, PatchParams};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -301,6 +301,26 @@ where
         )))?;
     info!(%namespace, %name, "removed kopf finalizer");
     Ok(())
+}
+
+/// For a DaskCluster that changed, the objects in `store` that name it in their spec (`cluster_of`):
+/// a worker group or autoscaler whose cluster appears later is reconciled again then.
+pub(crate) fn naming_cluster<K>(
+    store: Store<K>,
+    cluster_of: fn(&K) -> &str,
+) -> impl Fn(Arc<DaskCluster>) -> Vec<ObjectRef<K>> + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    move |cluster| {
+        let (name, namespace) = (cluster.name_any(), cluster.namespace());
+        store
+            .state()
+            .into_iter()
+            .filter(|o| cluster_of(o) == name && o.namespace() == namespace)
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect()
+    }
 }
 
 /// Makes `obj` a child of its DaskCluster (cascade deletion), as upstream does for user-created

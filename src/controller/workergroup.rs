@@ -11,7 +11,8 @@ use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::{
-    Context, Touched, adopt, apply, delete, drain, error_policy, patch_status, requeue, tracked,
+    Context, Touched, adopt, apply, delete, drain, error_policy, naming_cluster, patch_status,
+    requeue, tracked,
 };
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupStatus};
 use crate::error::{Error, Result};
@@ -27,16 +28,9 @@ pub(super) async fn controller(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     // A group naming a cluster that does not exist yet is reconciled again when the cluster appears.
-    let groups_store = ctx.stores.groups.clone();
-    let by_cluster = move |cluster: Arc<DaskCluster>| {
-        let (name, namespace) = (cluster.name_any(), cluster.namespace());
-        groups_store
-            .state()
-            .into_iter()
-            .filter(|g| g.spec.cluster == name && g.namespace() == namespace)
-            .map(|g| ObjectRef::from_obj(g.as_ref()))
-            .collect::<Vec<_>>()
-    };
+    let by_cluster = naming_cluster(ctx.stores.groups.clone(), |g: &DaskWorkerGroup| {
+        &g.spec.cluster
+    });
     let stream = Controller::for_shared_stream(groups, ctx.stores.groups.clone())
         .owns_stream(deployments)
         .watches_shared_stream(clusters, by_cluster)
