@@ -21,10 +21,18 @@ RELAY_SOCKET=$RUN_DIR/apiserver.sock
 # in_netns CMD...: runs CMD in the cluster's network namespace (exec, no fork: $! is CMD's PID).
 in_netns() { nsenter --net="$NETNS_PATH" -- "$@"; }
 
+# A marker in this checkout's run folder records that the namespace is ours: another checkout's
+# cluster (same default name) is never entered or removed.
+NETNS_MARKER=$RUN_DIR/netns.$NETNS_NAME
+
 netns_up() {
+  if [[ -e $NETNS_PATH && ! -e $NETNS_MARKER ]]; then
+    die "network namespace $NETNS_NAME exists but was not made by this checkout (another local cluster runs?); stop it or set NETNS_NAME"
+  fi
   if [[ ! -e $NETNS_PATH ]]; then
     log "creating network namespace $NETNS_NAME"
     ip netns add "$NETNS_NAME"
+    mkdir -p "$RUN_DIR" && touch "$NETNS_MARKER"
   fi
   in_netns ip link set lo up
   if ! in_netns ip link show cni0 >/dev/null 2>&1; then
@@ -40,7 +48,7 @@ netns_up() {
 }
 
 netns_down() {
-  [[ -e $NETNS_PATH ]] || return 0
+  [[ -e $NETNS_PATH && -e $NETNS_MARKER ]] || return 0
   ip netns del "$NETNS_NAME" 2>/dev/null || umount "$NETNS_PATH" 2>/dev/null || true
-  rm -f "$NETNS_PATH"
+  rm -f "$NETNS_PATH" "$NETNS_MARKER"
 }
