@@ -5,6 +5,8 @@
 K8S_VERSION=v1.34.12
 ETCD_VERSION=v3.6.16
 COREDNS_VERSION=v1.14.7
+HELM3_VERSION=v3.22.0
+HELM4_VERSION=v4.3.1
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Build caches live outside the work tree so that fresh clones and CI runs reuse them.
@@ -28,6 +30,14 @@ key_dir() {
 k8s_bin_dir() { key_dir kubernetes "$K8S_VERSION" "$REPO_ROOT/hack/go/k8s"; }
 etcd_bin_dir() { key_dir etcd "$ETCD_VERSION" "$REPO_ROOT/hack/go/etcd"; }
 coredns_bin_dir() { key_dir coredns "$COREDNS_VERSION" "$REPO_ROOT/hack/go/coredns"; }
+helm3_bin_dir() { key_dir helm3 "$HELM3_VERSION" "$REPO_ROOT/hack/go/helm3"; }
+helm4_bin_dir() { key_dir helm4 "$HELM4_VERSION" "$REPO_ROOT/hack/go/helm4"; }
+
+# The pinned Helm CLIs (built by hack/build-binaries.sh; the chart is tested with both majors).
+# Exported so that tests started from a script that sources this file (cargo test, pytest) find them.
+HELM3=$(helm3_bin_dir)/helm
+HELM4=$(helm4_bin_dir)/helm
+export HELM3 HELM4
 
 # The one host port: the API server relay on 127.0.0.1 (everything else lives in the cluster's network
 # namespace). Override to run next to something that already uses it.
