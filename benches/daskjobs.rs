@@ -149,7 +149,7 @@ async fn main() {
     let requests_before = operator_requests(&client).await;
     let operator = Child(
         Command::new(&binary)
-            .args(["run", "--namespace", &ns])
+            .args(["run", "--namespace", &ns, "--http-addr", "127.0.0.1:0"])
             .env("KUBECONFIG", root().join(".cluster/operator.kubeconfig"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

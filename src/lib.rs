@@ -3,10 +3,14 @@
 //!
 //! - [`crd`]: the four kinds, the single source of the CRD YAML;
 //! - [`resources`]: pure builders, parent object in, desired children out;
-//! - [`controller`]: one reconciler per kind: observe, build, apply, compute status.
+//! - [`controller`]: one reconciler per kind: observe, build, apply, compute status;
+//! - [`operator`]: the `run` process: CRD check, leader lease, one controller set per namespace;
+//! - [`telemetry`]: logs, metrics, probes and the lease.
 
 pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod operator;
 pub mod resources;
+pub mod telemetry;

@@ -1,30 +1,34 @@
 use clap::Parser;
 use dask_operator::cli::{Cli, Command};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    match Cli::parse().command {
+async fn main() {
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+        if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+            e.exit();
+        }
+        // One line: what is wrong, without the usage block.
+        let text = e.to_string();
+        let line = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        eprintln!("{line}");
+        std::process::exit(2);
+    });
+    match cli.command {
         Command::Crd => print!("{}", dask_operator::crd::crds_yaml()),
         Command::Run(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
-                )
-                .init();
-            let client = kube::Client::try_default().await?;
-            let shutdown = async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            };
-            dask_operator::controller::run(client, args.into(), shutdown).await;
+            if let Err(e) = dask_operator::operator::run(args).await {
+                eprintln!("error: {e}");
+                tracing::error!(error = %e, "dask-operator stopped");
+                std::process::exit(1);
+            }
         }
     }
-    Ok(())
 }

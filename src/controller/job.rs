@@ -231,7 +231,12 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
                 observed_generation: job.meta().generation,
             }]);
             // The terminal status first: once it is stored, nothing can wedge the job (upstream #975).
-            patch_status(&ctx, job.as_ref(), &status).await?;
+            if patch_status(&ctx, job.as_ref(), &status).await?
+                && let (Some(start), Some(end)) = (&status.start_time, &status.end_time)
+            {
+                let seconds = end.0.as_second() - start.0.as_second();
+                ctx.metrics.job_finished(outcome, seconds as f64);
+            }
             if outcome == job_status::SUCCESSFUL {
                 info!(%namespace, %name, "Job succeeded, deleting Dask cluster.");
                 ctx.event(job.as_ref(), EventType::Normal, reason, message)

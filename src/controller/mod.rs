@@ -40,6 +40,7 @@ use tracing::{debug, info, warn};
 use crate::crd::{DaskAutoscaler, DaskCluster, DaskJob, DaskWorkerGroup};
 use crate::error::{Error, Result, backoff};
 use crate::resources::labels::{self, COMPONENT, SPEC_HASH, component};
+use crate::telemetry::Metrics;
 
 /// The field manager of every write.
 pub const MANAGER: &str = "dask-operator";
@@ -85,6 +86,7 @@ pub struct Stores {
 
 pub struct Context {
     pub client: Client,
+    pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub stores: Stores,
     recorder: Recorder,
@@ -380,7 +382,20 @@ where
     K: Resource<DynamicType = ()>,
     Fut: std::future::Future<Output = Result<Action>>,
 {
+    let started = std::time::Instant::now();
     let result = reconcile(obj.clone(), ctx.clone()).await;
+    let kind = match K::kind(&()).as_ref() {
+        "DaskCluster" => "DaskCluster",
+        "DaskWorkerGroup" => "DaskWorkerGroup",
+        "DaskJob" => "DaskJob",
+        "DaskAutoscaler" => "DaskAutoscaler",
+        _ => "other",
+    };
+    ctx.metrics.reconciled(
+        kind,
+        started.elapsed(),
+        result.as_ref().err().map(Error::kind),
+    );
     if result.is_ok() {
         ctx.record_success(obj.as_ref());
     }
@@ -495,6 +510,18 @@ pub async fn run(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    run_with(client, settings, Arc::new(Metrics::new()), || {}, shutdown).await
+}
+
+/// [`run`], recording into `metrics`, and calling `synced` once every store holds its first
+/// complete list.
+pub async fn run_with(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    synced: impl FnOnce() + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let ns = &settings.namespace;
     let dask_children = watcher::Config::default().labels(&format!(
         "{COMPONENT} in ({},{})",
@@ -541,8 +568,26 @@ pub async fn run(
         services: services.store.clone(),
         runners: runners.store.clone(),
     };
+    let _counted = metrics.watch_jobs(stores.jobs.clone());
+    let ready = {
+        let s = stores.clone();
+        async move {
+            let _ = futures::join!(
+                s.clusters.wait_until_ready(),
+                s.groups.wait_until_ready(),
+                s.jobs.wait_until_ready(),
+                s.autoscalers.wait_until_ready(),
+                s.deployments.wait_until_ready(),
+                s.services.wait_until_ready(),
+                s.runners.wait_until_ready(),
+            );
+            synced();
+            std::future::pending::<()>().await
+        }
+    };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from(MANAGER)),
+        metrics,
         client,
         settings: settings.clone(),
         stores,
@@ -609,6 +654,7 @@ pub async fn run(
     tokio::select! {
         _ = controllers => {}
         _ = drivers => {}
+        _ = ready => {}
     }
     info!("dask-operator stopped");
 }

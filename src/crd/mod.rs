@@ -4,6 +4,7 @@
 pub mod autoscaler;
 pub mod cluster;
 pub mod common;
+pub mod install;
 pub mod job;
 mod schema;
 pub mod workergroup;

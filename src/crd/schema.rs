@@ -29,6 +29,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
             validation.open_api_v3_schema =
                 Some(serde_json::from_value(schema).expect("schema deserializes"));
         }
+        super::install::stamp(crd);
     }
     crds
 }

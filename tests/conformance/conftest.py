@@ -261,7 +261,7 @@ class OperatorRunner:
 
     def __init__(self, namespace: str, node: pytest.Item) -> None:
         self.namespace = namespace
-        self.args = [str(OPERATOR_BIN), "run", "--namespace", namespace]
+        self.args = [str(OPERATOR_BIN), "run", "--namespace", namespace, "--http-addr", "127.0.0.1:0"]
         self.output = ""
         self.exit_code: int | None = None
         self.exception: BaseException | None = None
@@ -282,6 +282,7 @@ class OperatorRunner:
             "NO_COLOR": "1",
         }
         env.pop("DASK_OPERATOR_NAMESPACE", None)
+        env.pop("DASK_OPERATOR_NAMESPACES", None)
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(self.args, env=env, stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=subprocess.STDOUT)

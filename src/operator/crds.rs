@@ -1,0 +1,106 @@
+//! The start-up check of the CRDs (see [`crate::crd::install`]): run on CRDs that are ours, replace
+//! them when allowed, or stop with one line that says what to do.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::crd::crds;
+use crate::crd::install::{Found, assess};
+
+/// Checks the four CRDs; with `upgrade`, creates or replaces those that need it. The error is the
+/// one-line reason the operator exits with.
+pub async fn ensure(client: &Client, upgrade: bool) -> Result<(), String> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut stale = Vec::new();
+    for ours in crds() {
+        let name = ours.name_any();
+        let found = match api.get_opt(&name).await {
+            Ok(found) => found,
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                // Not every installation grants this; the operator still works on correct CRDs.
+                warn!(crd = %name, "not allowed to read CRDs; skipping the CRD check");
+                return Ok(());
+            }
+            Err(e) => return Err(format!("cannot read CRD {name}: {e}")),
+        };
+        let state = assess(found.as_ref(), &ours);
+        match &state {
+            Found::Current => continue,
+            Found::Newer(v) => {
+                warn!(crd = %name, version = %v, "CRD comes from a newer dask-operator; leaving it as it is");
+                continue;
+            }
+            _ if !upgrade => {
+                stale.push(format!("{name} ({})", describe(&state)));
+                continue;
+            }
+            _ => {}
+        }
+        replace(&api, ours, found).await?;
+        info!(crd = %name, was = describe(&state), "installed this operator's CRD");
+    }
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "CRDs this operator cannot run on: {}; install its own with `kubectl replace -f crds/dask-operator.yaml` \
+         (`kubectl create -f` where missing), `helm upgrade` with crds.install=true, or start it with \
+         --upgrade-crds (DASK_OPERATOR_UPGRADE_CRDS=true)",
+        stale.join(", ")
+    ))
+}
+
+fn describe(found: &Found) -> String {
+    match found {
+        Found::Missing => "missing".into(),
+        Found::Current => "current".into(),
+        Found::Upstream => "dask-kubernetes' CRD without the status subresource".into(),
+        Found::Older(v) => format!("from dask-operator {v}"),
+        Found::Newer(v) => format!("from newer dask-operator {v}"),
+    }
+}
+
+/// Creates `ours`, or replaces the whole object (a merge would keep fields of upstream's schema that
+/// ours does not have). Stored objects are untouched: the served version stays `v1`.
+async fn replace(
+    api: &Api<CustomResourceDefinition>,
+    mut ours: CustomResourceDefinition,
+    found: Option<CustomResourceDefinition>,
+) -> Result<(), String> {
+    let name = ours.name_any();
+    let pp = PostParams {
+        field_manager: Some(crate::controller::MANAGER.into()),
+        ..Default::default()
+    };
+    let result = match found {
+        None => match api.create(&pp, &ours).await {
+            Ok(_) => return established(api, &name).await,
+            Err(e) => Err(e),
+        },
+        Some(found) => {
+            ours.metadata.resource_version = found.resource_version();
+            // Keep what others put on the object (labels such as Helm's, other annotations).
+            let mut labels = found.labels().clone();
+            labels.extend(ours.labels().clone());
+            *ours.labels_mut() = labels;
+            let mut annotations = found.annotations().clone();
+            annotations.extend(ours.annotations().clone());
+            *ours.annotations_mut() = annotations;
+            api.replace(&name, &pp, &ours).await.map(|_| ())
+        }
+    };
+    result.map_err(|e| format!("cannot install CRD {name}: {e}"))
+}
+
+/// Waits (up to 30 s) until a CRD just created is served.
+async fn established(api: &Api<CustomResourceDefinition>, name: &str) -> Result<(), String> {
+    let cond = kube::runtime::conditions::is_crd_established();
+    let wait = kube::runtime::wait::await_condition(api.clone(), name, cond);
+    match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("waiting for CRD {name}: {e}")),
+        Err(_) => Err(format!("CRD {name} was not Established within 30 s")),
+    }
+}
