@@ -332,18 +332,24 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file is stale")
     ap.add_argument("--crds-only", action="store_true", help="only templates/crds.yaml (no Helm needed)")
     args = ap.parse_args()
-    files = expected(args.crds_only)
     if args.check:
-        bad = stale(files)
+        bad = stale(expected(args.crds_only))
         for p in bad:
             print(f"{p.relative_to(REPO)} is stale: run 'python3 charts/generate.py' and commit it", file=sys.stderr)
         return 1 if bad else 0
+    # The chart's CRD template first: deploy/ is rendered from the chart as it is on disk.
+    write({CRDS_TEMPLATE: crds_template()})
+    if not args.crds_only:
+        write(deploy_files(helm_binary()))
+    return 0
+
+
+def write(files: dict[Path, str]) -> None:
     for p, text in files.items():
         p.parent.mkdir(parents=True, exist_ok=True)
         if not p.is_file() or p.read_text() != text:
             p.write_text(text)
             print(f"wrote {p.relative_to(REPO)}")
-    return 0
 
 
 if __name__ == "__main__":

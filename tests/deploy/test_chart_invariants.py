@@ -179,6 +179,7 @@ def test_deployment_defaults(helm):
     spec = dep["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] == 30
     assert spec["serviceAccountName"] == "dask-operator"
+    assert spec["enableServiceLinks"] is False, "Service env vars would share the DASK_OPERATOR_ prefix"
     c = operator_container(docs)
     assert c["image"] == "ghcr.io/dask/dask-operator:0.1.0"
     assert c["imagePullPolicy"] == "IfNotPresent"
