@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from chartlib import REPO, generate, run
@@ -83,3 +85,16 @@ def test_dev_rbac_covers_the_chart_rules(helm3):
     assert role["rules"][: len(chart_rules)] == chart_rules
     assert role["metadata"]["name"] == generate.DEV_ROLE != "dask-operator"
     assert binding["roleRef"]["name"] == generate.DEV_ROLE
+
+
+def test_objects_fit_client_side_apply(kubectl):
+    """`kubectl apply -k` (client-side) stores each object in the last-applied-configuration
+    annotation, and an object's annotations may total 256 KiB: the DaskJob CRD (three PodSpecs) is
+    the one that could outgrow it."""
+    limit = 256 * 1024
+    for overlay in ("cluster-wide", "namespaced"):
+        for k, o in kustomize(kubectl, overlay).items():
+            size = len(json.dumps(o, separators=(",", ":")))
+            assert size < limit * 0.9, (
+                f"{k} is {size} bytes as JSON: near the 256 KiB annotation limit of client-side apply; "
+                "document `kubectl apply --server-side -k` instead")
