@@ -13,9 +13,14 @@ help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: cluster-up ## Bring up the local cluster, run the operator and the example DaskJob end to end
-	cargo build --locked
-	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/debug/dask-operator hack/demo.sh
+demo: cluster-up ## Bring up the local cluster, install the operator with its Helm chart, run the example DaskJob
+	cargo build --release --locked
+	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/dask-operator hack/demo.sh
+
+.PHONY: image
+image: ## Build the operator image from the release binary (no Docker) and import it into the local node
+	cargo build --release --locked
+	hack/images/import-operator-image.sh $(CARGO_TARGET_DIR)/release/dask-operator
 
 .PHONY: test
 test: ## Everything: deps, lint, binaries, local cluster, unit + integration tests
@@ -53,10 +58,18 @@ bench: cluster-up ## Apply JOBS DaskJobs at once (default 500): wall time, opera
 	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/dask-operator cargo bench --locked --bench daskjobs -- $(JOBS)
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust CRD types
+crds: ## Regenerate crds/ from the Rust CRD types, and from it the chart's CRDs and deploy/
 	cargo run --quiet --locked -- crd > crds/dask-operator.yaml
+	hack/build-binaries.sh helm3
+	source hack/lib.sh && python3 charts/generate.py
 
 .PHONY: check-generated
-check-generated: ## Fail if crds/ differs from what the Rust types generate
+check-generated: ## Fail if crds/, the chart's CRDs or deploy/ differ from what their sources generate
 	@cargo run --quiet --locked -- crd | diff -q - crds/dask-operator.yaml >/dev/null \
 	  || { echo "crds/dask-operator.yaml is stale: run 'make crds' and commit it"; exit 1; }
+	@source hack/lib.sh && python3 charts/generate.py --check
+
+.PHONY: test-chart
+test-chart: ## Chart and deploy/ tests without a cluster: helm lint/template (Helm 3 and 4), kustomize
+	hack/build-binaries.sh kubernetes helm3 helm4
+	source hack/lib.sh && KUBECTL=$$(k8s_bin_dir)/kubectl python3 -m pytest -q tests/deploy

@@ -8,8 +8,15 @@ cd "$REPO_ROOT"
 hack/install-deps.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-make --no-print-directory check-generated
 hack/build-binaries.sh
+make --no-print-directory check-generated
+# The release binary: the operator image the chart installs is built from it.
+cargo build --release --locked
+
+status=0
+# The chart and deploy/ (no cluster needed): helm lint and template with Helm 3 and 4, goldens,
+# values schema, README table, kustomize overlays.
+KUBECTL="$(k8s_bin_dir)/kubectl" python3 -m pytest -q tests/deploy || status=1
 
 teardown() {
   local rc=$?
@@ -22,10 +29,18 @@ teardown() {
 }
 trap teardown EXIT
 hack/cluster-up.sh
-status=0
+# `make demo`'s release watches every namespace: it would compete with the tests' own operators.
+"$HELM4" uninstall dask-operator --kubeconfig "$KUBECONFIG_FILE" -n dask-operator --wait --ignore-not-found >/dev/null 2>&1 || true
+operator_image=$(hack/images/import-operator-image.sh "$CARGO_TARGET_DIR/release/dask-operator" | sed -n 's/^image=//p')
+
 cargo test --locked --no-fail-fast || status=1
 # Upstream dask-kubernetes' own suite (from its wheel) against our operator on the real node.
 DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dask-operator" tests/conformance/run.sh || status=1
+# The operator as an in-cluster workload, installed with the chart: a job through it, least
+# privilege in namespaced mode, leader takeover, CRD upgrade with helm upgrade, migration from the
+# dask-kubernetes (kopf) operator. Last: some of these replace the cluster-wide CRDs for a while.
+OPERATOR_IMAGE="$operator_image" KUBECTL="$CLUSTER_DIR/bin/kubectl" KUBECONFIG="$KUBECONFIG_FILE" \
+  DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/release/dask-operator" python3 -m pytest -q tests/install || status=1
 # CRD compatibility with the pinned dask-kubernetes wheel (no cluster needed, but run last so that a
 # failure here does not hide the cluster tests' results).
 DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dask-operator" python3 -m pytest -q tests/compat || status=1
