@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from conftest import (CHART, example_job, job_status, kubectl, kubectl_json, metric_value, metrics_of,
+from conftest import (CHART, REPO, example_job, job_status, kubectl, kubectl_json, metric_value, metrics_of,
                       wait_for, wait_job_done)
 
 MEAN = re.compile(r"^\s*(\d+\.\d+)\s*$", re.M)
@@ -239,3 +239,28 @@ def test_helm_upgrade_upgrades_the_crds(release, namespace, tmp_path):
         # Back to the chart's CRDs, for the tests after this one.
         release.install("rbac.mode=namespaced", f"rbac.namespaces={{{namespace}}}", crds=True)
     assert not served()
+
+
+def test_kustomize_namespaced_overlay_runs_a_job(operator_image):
+    """`kubectl apply -k deploy/namespaced` as the docs say: the operator in namespace dask-operator
+    watching dask-jobs, with the image tag of the overlay (the crate version, imported with the image)."""
+    import yaml
+
+    rendered = kubectl("kustomize", str(REPO / "deploy" / "namespaced")).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    # Everything but the CRDs (shared by every test) and the namespaces is removed afterwards.
+    owned = [o for o in objects if o["kind"] not in ("CustomResourceDefinition", "Namespace")]
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "deploy" / "namespaced"))
+    try:
+        kubectl("-n", "dask-operator", "rollout", "status", "deployment/dask-operator", "--timeout=120s")
+        kubectl("-n", "dask-jobs", "apply", "-f", "-", input=example_job("kustomized"))
+        status = wait_job_done("dask-jobs", "kustomized")
+        assert status["jobStatus"] == "Successful", status
+        assert_mean_in_log("dask-jobs", status["jobRunnerPodName"])
+    finally:
+        kubectl("-n", "dask-jobs", "delete", "daskjob", "kustomized", "--ignore-not-found", "--wait=true",
+                check=False)
+        kubectl("delete", "--ignore-not-found", "--wait=true", "-f", "-", input=yaml.safe_dump_all(owned),
+                check=False)
+        kubectl("delete", "namespace", "dask-jobs", "dask-operator", "--ignore-not-found", "--wait=false",
+                check=False)
