@@ -73,3 +73,8 @@ check-generated: ## Fail if crds/, the chart's CRDs or deploy/ differ from what 
 test-chart: ## Chart and deploy/ tests without a cluster: helm lint/template (Helm 3 and 4), kustomize
 	hack/build-binaries.sh kubernetes helm3 helm4
 	source hack/lib.sh && KUBECTL=$$(k8s_bin_dir)/kubectl python3 -m pytest -q tests/deploy
+
+.PHONY: measure-operator
+measure-operator: cluster-up ## Figures of the in-cluster operator: image size, helm install to ready, RSS at rest and with N=100 DaskJobs
+	cargo build --release --locked
+	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/dask-operator N=$(or $(N),100) hack/measure/operator-pod.sh
