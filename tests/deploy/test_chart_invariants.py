@@ -120,7 +120,7 @@ def test_leases_only_in_the_release_namespace(helm, case):
         assert role["kind"] == "Role" and role["metadata"]["namespace"] == NAMESPACE, role["metadata"]
         assert r["resources"] == ["leases"]
         if r["verbs"] != ["create"]:  # create cannot be limited by name; everything else is
-            assert r["verbs"] == ["get", "update", "patch"]
+            assert r["verbs"] == ["get", "patch"]
             assert r["resourceNames"] == [env_of(docs)["DASK_OPERATOR_LEASE_NAME"]["value"]]
     env = env_of(docs)
     assert env["DASK_OPERATOR_LEADER_ELECT"]["value"] == ("true" if enabled else "false")
