@@ -357,3 +357,50 @@ async fn with_wait_for_scheduler_the_runner_starts_once_the_scheduler_is_ready()
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_terminal_job_stops_its_running_runner_after_an_operator_restart() {
+    with_unscheduled_namespace("job-stop", |client, ns| async move {
+        let operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
+        wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
+        report_scheduler_ready(&client, &ns, "simple-job").await;
+        report_runner(&client, &ns, "simple-job-runner", "Running", 0).await;
+        wait_job(&client, &ns, "simple-job", "Running").await;
+        operator.stop().await;
+
+        // A crash between the terminal status write and the stop: the status is terminal, the
+        // runner still runs and has no deadline.
+        let jobs: Api<DaskJob> = Api::namespaced(client.clone(), &ns);
+        let patch = json!({"status": {
+            "jobStatus": "Failed", "reason": "RestartLimitExceeded",
+            "message": "runner pod simple-job-runner restarted 9 times, more than the limit of 6",
+            "endTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+        }});
+        jobs.patch_status("simple-job", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let runner = pods.get("simple-job-runner").await.unwrap();
+        assert_eq!(runner.spec.unwrap().active_deadline_seconds, None);
+
+        let _operator = Operator::start(&client, &ns).await;
+        eventually(
+            "the runner of the terminal job to be stopped with activeDeadlineSeconds 1",
+            TIMEOUT,
+            || async {
+                let pod = pods.get("simple-job-runner").await.ok()?;
+                (pod.spec?.active_deadline_seconds == Some(1)).then_some(())
+            },
+        )
+        .await;
+        let status = jobs.get("simple-job").await.unwrap().status.unwrap();
+        assert_eq!(
+            status.job_status.as_deref(),
+            Some("Failed"),
+            "stays terminal"
+        );
+        cluster_gone(&client, &ns, "simple-job").await;
+    })
+    .await;
+}

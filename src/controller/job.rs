@@ -87,11 +87,19 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
     let cluster_ref = ObjectRef::<DaskCluster>::new(&name).within(&namespace);
     let runner_name = names::runner(&name);
 
-    // A finished job only makes sure its cluster is gone.
+    // A finished job only makes sure its runner is stopped and its cluster is gone. Both are checked
+    // on every reconcile, not done once: the operator may have crashed right after the terminal status
+    // write, and an `OnFailure` runner left alone would restart forever (the runner's own update wakes
+    // this job again until the stop holds).
     if matches!(
         status.job_status.as_deref(),
         Some(job_status::SUCCESSFUL | job_status::FAILED)
     ) {
+        let runner = ctx
+            .stores
+            .runners
+            .get(&ObjectRef::new(&runner_name).within(&namespace));
+        stop_if_running(&ctx, runner.as_deref(), &uid).await?;
         delete_cluster(&ctx, &job, &uid).await?;
         return Ok(Action::await_change());
     }
@@ -171,7 +179,6 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         .restart_limit
         .unwrap_or(ctx.settings.runner_restart_limit);
     let observed = observe_runner(runner.as_ref(), limit);
-    let restart_limit_exceeded = matches!(observed, Runner::RestartLimitExceeded(_));
 
     match observed {
         Runner::Waiting => {}
@@ -246,9 +253,9 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
                 ctx.event(job.as_ref(), EventType::Warning, reason, message)
                     .await;
             }
-            if restart_limit_exceeded {
-                stop_runner(&ctx, &namespace, &runner_name).await?;
-            }
+            // A runner past its restart limit still runs: stop it (a crash before this is made good by
+            // the terminal branch above).
+            stop_if_running(&ctx, runner.as_ref(), &uid).await?;
             delete_cluster(&ctx, &job, &uid).await?;
             return Ok(Action::await_change());
         }
@@ -349,6 +356,39 @@ async fn create_runner(ctx: &Context, job: &DaskJob) -> Result<Pod> {
     }
 }
 
+/// Whether `pod` is this job's runner (owned by the job's `uid`) and still has to be stopped: not
+/// ended, not being deleted, and without an active deadline of at most one second yet.
+fn needs_stop(pod: &Pod, uid: &str) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let deadline = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+    owned_by(pod, uid)
+        && pod.meta().deletion_timestamp.is_none()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
+        && deadline.is_none_or(|d| d > 1)
+}
+
+/// Stops the job's runner if [`needs_stop`] says so.
+async fn stop_if_running(ctx: &Context, runner: Option<&Pod>, uid: &str) -> Result<()> {
+    match runner {
+        Some(pod) if needs_stop(pod, uid) => {
+            let (name, namespace) = (pod.name_any(), pod.namespace().unwrap_or_default());
+            stop_runner(ctx, &namespace, &name).await?;
+            info!(%namespace, %name, "stopped the runner of a finished job");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `uid` (a DaskJob's) is among the owners of `obj`.
+fn owned_by<K: Resource>(obj: &K, uid: &str) -> bool {
+    obj.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid)
+}
+
 /// Stops a runner that would otherwise restart forever under `restartPolicy: OnFailure`, keeping the
 /// pod (and its logs): a short active deadline makes the kubelet end it.
 async fn stop_runner(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
@@ -384,7 +424,8 @@ async fn delete_cluster(ctx: &Context, job: &DaskJob, uid: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{ContainerStatus, PodStatus};
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     use super::*;
 
@@ -420,6 +461,39 @@ mod tests {
             observe_runner(Some(&pod("Failed", 0)), 6),
             Runner::Failed(_)
         ));
+    }
+
+    fn owned(mut pod: Pod, uid: &str) -> Pod {
+        pod.metadata.owner_references = Some(vec![OwnerReference {
+            uid: uid.into(),
+            ..Default::default()
+        }]);
+        pod
+    }
+
+    #[test]
+    fn only_a_running_runner_of_this_job_without_a_deadline_is_stopped() {
+        assert!(needs_stop(&owned(pod("Running", 0), "job"), "job"));
+        assert!(needs_stop(&owned(pod("Pending", 0), "job"), "job"));
+        assert!(needs_stop(&owned(Pod::default(), "job"), "job"));
+        assert!(!needs_stop(&pod("Running", 0), "job"), "not the job's");
+        assert!(!needs_stop(&owned(pod("Running", 0), "other"), "job"));
+        assert!(!needs_stop(&owned(pod("Succeeded", 0), "job"), "job"));
+        assert!(!needs_stop(&owned(pod("Failed", 3), "job"), "job"));
+        let mut stopped = owned(pod("Running", 7), "job");
+        stopped.spec = Some(PodSpec {
+            active_deadline_seconds: Some(1),
+            ..Default::default()
+        });
+        assert!(!needs_stop(&stopped, "job"), "the stop holds");
+        stopped.spec.as_mut().unwrap().active_deadline_seconds = Some(3600);
+        assert!(
+            needs_stop(&stopped, "job"),
+            "a user's longer deadline is shortened"
+        );
+        let mut deleting = owned(pod("Running", 0), "job");
+        deleting.metadata.deletion_timestamp = Some(now());
+        assert!(!needs_stop(&deleting, "job"));
     }
 
     #[test]
