@@ -404,3 +404,104 @@ async fn a_terminal_job_stops_its_running_runner_after_an_operator_restart() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_job_named_like_a_users_cluster_fails_and_leaves_the_cluster_alone() {
+    with_unscheduled_namespace("job-taken", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        // The user's own DaskCluster `foo`, then a DaskJob `foo` right after (the operator's cache
+        // may or may not hold the cluster yet: both ways must end the same).
+        let cluster_yaml =
+            fixture("simplecluster.yaml").replacen("name: simple\n", "name: foo\n", 1);
+        create_from_yaml(&client, &ns, &cluster_yaml).await;
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let before = clusters.get("foo").await.unwrap();
+        let job_yaml = fixture("simplejob.yaml").replacen("name: simple-job\n", "name: foo\n", 1);
+        create_from_yaml(&client, &ns, &job_yaml).await;
+
+        let status = wait_job(&client, &ns, "foo", "Failed").await;
+        assert_eq!(status.reason.as_deref(), Some("ClusterNameTaken"));
+        let message = status.message.unwrap();
+        assert!(message.contains("DaskCluster foo"), "{message}");
+        assert_eq!(status.conditions.unwrap()[0].type_, "Failed");
+        let warnings = events(&client, &ns, "foo", "ClusterNameTaken").await;
+        assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
+
+        // Give a wrongly deleting or applying operator the time to do it, then look.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = clusters
+            .get_opt("foo")
+            .await
+            .unwrap()
+            .expect("the user's cluster still exists after the job ended");
+        assert_eq!(after.uid(), before.uid());
+        assert_eq!(after.spec, before.spec);
+        assert_eq!(after.owner_references(), before.owner_references());
+        assert!(after.owner_references().is_empty());
+        assert_eq!(after.labels(), before.labels());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        assert!(
+            pods.get_opt("foo-runner").await.unwrap().is_none(),
+            "no runner"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_recreated_under_the_same_name_waits_for_the_earlier_jobs_cluster() {
+    with_unscheduled_namespace("job-again", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        let first = create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
+        wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
+        // The first job's cluster is held by a finalizer, so it is still there (being deleted by the
+        // garbage collector) when the second job with the same name looks for its cluster.
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let hold = json!({"metadata": {"finalizers": ["dask-operator.dask.org/test-hold"]}});
+        clusters
+            .patch("simple-job", &PatchParams::default(), &Patch::Merge(&hold))
+            .await
+            .unwrap();
+        let jobs: Api<DaskJob> = Api::namespaced(client.clone(), &ns);
+        jobs.delete("simple-job", &DeleteParams::background())
+            .await
+            .unwrap();
+        eventually(
+            "the first job gone, its cluster being deleted",
+            TIMEOUT,
+            || async {
+                let gone = jobs.get_opt("simple-job").await.ok()?.is_none();
+                let c = clusters.get_opt("simple-job").await.ok()??;
+                (gone && c.metadata.deletion_timestamp.is_some()).then_some(())
+            },
+        )
+        .await;
+        let second = create_from_yaml(&client, &ns, &fixture("simplejob.yaml")).await;
+        assert_ne!(first.uid(), second.uid());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let status = jobs.get("simple-job").await.unwrap().status.unwrap();
+        assert_eq!(
+            status.job_status.as_deref(),
+            Some("JobCreated"),
+            "waits: {status:?}"
+        );
+
+        clusters
+            .patch(
+                "simple-job",
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+        let status = wait_job(&client, &ns, "simple-job", "ClusterCreated").await;
+        assert_eq!(status.reason, None);
+        let cluster = eventually("the second job's cluster", TIMEOUT, || async {
+            let c = clusters.get_opt("simple-job").await.ok()??;
+            (c.owner_references().first()?.uid == second.uid().unwrap()).then_some(c)
+        })
+        .await;
+        assert_eq!(cluster.owner_references().len(), 1);
+    })
+    .await;
+}

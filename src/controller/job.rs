@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::{Context, Touched, apply, delete, drain, error_policy, patch_status, requeue, tracked};
 use crate::crd::job::job_status;
-use crate::crd::{DaskCluster, DaskJob};
+use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use crate::error::{Error, Result};
 use crate::resources::labels::{CLUSTER_NAME, COMPONENT, component};
 use crate::resources::{job as build, names};
@@ -111,11 +111,35 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         info!(%namespace, %name, "A DaskJob has been created");
     }
 
-    let observed_cluster = ctx.stores.clusters.get(&cluster_ref);
+    // The job's DaskCluster `<job>`, unless a cluster of that name is not the job's: a user's own
+    // cluster is never overwritten, adopted or deleted (upstream gets a conflict on create). The cache
+    // may not show a cluster created moments ago (by this job or by a user), so a miss is checked with
+    // the API server; what remains is a user creating the cluster in the milliseconds between that
+    // read and the apply.
+    let observed_cluster = match ctx.stores.clusters.get(&cluster_ref) {
+        Some(cluster) => Some((*cluster).clone()),
+        None => ctx
+            .api::<DaskCluster>(&namespace)
+            .get_opt(&name)
+            .await
+            .map_err(Error::api(format!("get DaskCluster {namespace}/{name}")))?,
+    };
+    if let Some(cluster) = &observed_cluster
+        && !owned_by(cluster, &uid)
+    {
+        if going_away(cluster, &name) {
+            // Being deleted, or an earlier DaskJob's of the same name that the garbage collector
+            // deletes next (upstream #829): wait for it rather than fail this job.
+            return Err(Error::Unusable(format!(
+                "DaskCluster {name} is not this job's and is being deleted"
+            )));
+        }
+        return cluster_name_taken(&ctx, &job, status).await;
+    }
     apply(
         &ctx,
         build::job_cluster(&job),
-        observed_cluster.as_deref(),
+        observed_cluster.as_ref(),
         "job DaskCluster",
     )
     .await?;
@@ -165,13 +189,16 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         .await;
     }
 
-    // The cache may not show a runner created moments ago: ask the API server before concluding it is gone.
+    // The cache may not show a runner created moments ago: ask the API server before concluding it is
+    // gone. A pod of that name that is not the job's is never taken for its runner.
     if runner.is_none() {
         runner = ctx
             .api::<Pod>(&namespace)
             .get_opt(&runner_name)
             .await
-            .map_err(Error::api(format!("get pod {namespace}/{runner_name}")))?;
+            .map_err(Error::api(format!("get pod {namespace}/{runner_name}")))?
+            .map(|pod| own_runner(pod, &uid))
+            .transpose()?;
     }
     let limit = job
         .spec
@@ -220,23 +247,8 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
                 Runner::Waiting | Runner::Running => unreachable!(),
             };
             let end = runner_time(runner.as_ref(), true).unwrap_or_else(now);
-            status.job_status = Some(outcome.into());
-            status.end_time = Some(end.clone());
-            status.reason = Some(reason.into());
-            status.message = Some(message.clone());
-            let condition = if outcome == job_status::SUCCESSFUL {
-                "Complete"
-            } else {
-                "Failed"
-            };
-            status.conditions = Some(vec![Condition {
-                type_: condition.into(),
-                status: "True".into(),
-                reason: reason.into(),
-                message: message.clone(),
-                last_transition_time: end,
-                observed_generation: job.meta().generation,
-            }]);
+            let generation = job.meta().generation;
+            set_terminal(&mut status, outcome, reason, &message, end, generation);
             // The terminal status first: once it is stored, nothing can wedge the job (upstream #975).
             if patch_status(&ctx, job.as_ref(), &status).await?
                 && let (Some(start), Some(end)) = (&status.start_time, &status.end_time)
@@ -261,6 +273,85 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     Ok(requeue())
+}
+
+/// Makes `status` terminal: `outcome` (Successful or Failed) at `end`, with its reason, message and
+/// condition (`Complete` or `Failed`).
+fn set_terminal(
+    status: &mut DaskJobStatus,
+    outcome: &str,
+    reason: &str,
+    message: &str,
+    end: Time,
+    generation: Option<i64>,
+) {
+    status.job_status = Some(outcome.into());
+    status.end_time = Some(end.clone());
+    status.reason = Some(reason.into());
+    status.message = Some(message.into());
+    let condition = if outcome == job_status::SUCCESSFUL {
+        "Complete"
+    } else {
+        "Failed"
+    };
+    status.conditions = Some(vec![Condition {
+        type_: condition.into(),
+        status: "True".into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: end,
+        observed_generation: generation,
+    }]);
+}
+
+/// Whether `cluster`, which is not this job's, is on its way out: being deleted, or controlled by an
+/// earlier DaskJob named `job` (gone, as names are unique: the garbage collector deletes it next).
+fn going_away(cluster: &DaskCluster, job: &str) -> bool {
+    cluster.meta().deletion_timestamp.is_some()
+        || cluster
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.kind == "DaskJob" && o.name == job)
+}
+
+/// Fails the job at once because a DaskCluster named like it exists and is not its own; touches
+/// nothing else (the terminal branch deletes only a cluster the job owns).
+async fn cluster_name_taken(
+    ctx: &Context,
+    job: &DaskJob,
+    mut status: DaskJobStatus,
+) -> Result<Action> {
+    let (name, namespace) = (job.name_any(), job.namespace().unwrap_or_default());
+    let reason = "ClusterNameTaken";
+    let message = format!(
+        "DaskCluster {name} already exists in namespace {namespace} and does not belong to this \
+         DaskJob; a DaskJob's cluster takes the job's name, so rename the job or the cluster"
+    );
+    set_terminal(
+        &mut status,
+        job_status::FAILED,
+        reason,
+        &message,
+        now(),
+        job.meta().generation,
+    );
+    patch_status(ctx, job, &status).await?;
+    info!(%namespace, %name, %reason, "Job failed: its cluster's name is taken");
+    ctx.event(job, EventType::Warning, reason, message).await;
+    Ok(Action::await_change())
+}
+
+/// `pod` if it is the runner of the job with `uid`; an error (retried) if it is a pod of the same name
+/// that is not, such as an earlier DaskJob's that the garbage collector has not deleted yet.
+fn own_runner(pod: Pod, uid: &str) -> Result<Pod> {
+    if owned_by(&pod, uid) {
+        return Ok(pod);
+    }
+    Err(Error::Unusable(format!(
+        "pod {} is not this DaskJob's runner (an earlier DaskJob's of the same name, still being \
+         deleted?); waiting for it to go",
+        pod.name_any()
+    )))
 }
 
 /// When the runner's first container started (`finished: false`) or last finished (`true`), as the
@@ -346,10 +437,13 @@ async fn create_runner(ctx: &Context, job: &DaskJob) -> Result<Pod> {
         .await
     {
         Ok(pod) => Ok(pod),
-        Err(kube::Error::Api(s)) if s.code == 409 => api
-            .get(&name)
-            .await
-            .map_err(Error::api(format!("get pod {namespace}/{name}"))),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api
+                .get(&name)
+                .await
+                .map_err(Error::api(format!("get pod {namespace}/{name}")))?;
+            own_runner(existing, job.uid().as_deref().unwrap_or_default())
+        }
         Err(e) => Err(Error::api(format!("create runner pod {namespace}/{name}"))(
             e,
         )),
@@ -494,6 +588,35 @@ mod tests {
         let mut deleting = owned(pod("Running", 0), "job");
         deleting.metadata.deletion_timestamp = Some(now());
         assert!(!needs_stop(&deleting, "job"));
+    }
+
+    #[test]
+    fn a_pod_not_owned_by_the_job_is_never_its_runner() {
+        assert!(own_runner(owned(pod("Running", 0), "job"), "job").is_ok());
+        assert!(own_runner(owned(pod("Running", 0), "earlier"), "job").is_err());
+        assert!(own_runner(pod("Running", 0), "job").is_err());
+    }
+
+    #[test]
+    fn only_a_cluster_on_its_way_out_is_waited_for() {
+        let owner = |kind: &str, name: &str| OwnerReference {
+            kind: kind.into(),
+            name: name.into(),
+            uid: "earlier".into(),
+            controller: Some(true),
+            ..Default::default()
+        };
+        let mut cluster = DaskCluster::new("foo", Default::default());
+        assert!(!going_away(&cluster, "foo"), "a user's cluster");
+        cluster.metadata.owner_references = Some(vec![owner("DaskJob", "foo")]);
+        assert!(
+            going_away(&cluster, "foo"),
+            "an earlier job's of the same name"
+        );
+        cluster.metadata.owner_references = Some(vec![owner("Application", "foo")]);
+        assert!(!going_away(&cluster, "foo"), "someone else's");
+        cluster.metadata.deletion_timestamp = Some(now());
+        assert!(going_away(&cluster, "foo"), "being deleted");
     }
 
     #[test]
