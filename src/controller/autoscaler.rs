@@ -7,7 +7,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
-use super::{Context, adopt, drain, error_policy, naming_cluster, remove_kopf_finalizer, tracked};
+use super::{Context, adopt, drain, error_policy, naming_cluster, remove_kopf_leftovers, tracked};
 use crate::crd::{DaskAutoscaler, DaskCluster};
 use crate::error::{Error, Result};
 
@@ -34,7 +34,7 @@ pub(super) async fn controller(
 }
 
 async fn reconcile(autoscaler: Arc<DaskAutoscaler>, ctx: Arc<Context>) -> Result<Action> {
-    remove_kopf_finalizer(&ctx, autoscaler.as_ref()).await?;
+    remove_kopf_leftovers(&ctx, autoscaler.as_ref()).await?;
     if autoscaler.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

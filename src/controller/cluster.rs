@@ -11,7 +11,7 @@ use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
 use super::{
-    Context, Touched, apply, drain, error_policy, patch_status, remove_kopf_finalizer, requeue,
+    Context, Touched, apply, drain, error_policy, patch_status, remove_kopf_leftovers, requeue,
     tracked,
 };
 use crate::crd::cluster::phase;
@@ -43,7 +43,7 @@ pub(super) async fn controller(
 }
 
 async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Action> {
-    remove_kopf_finalizer(&ctx, cluster.as_ref()).await?;
+    remove_kopf_leftovers(&ctx, cluster.as_ref()).await?;
     if cluster.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -81,11 +81,8 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
         .groups
         .get(&ObjectRef::new(&group_name).within(&namespace));
 
-    let selector = observed_deployment
-        .as_ref()
-        .and_then(|d| d.spec.as_ref())
-        .map(|s| s.selector.clone());
-    let deployment = build::scheduler_deployment(&cluster, selector);
+    let existing = observed_deployment.as_ref().and_then(|d| d.spec.as_ref());
+    let deployment = build::scheduler_deployment(&cluster, existing);
     apply(
         &ctx,
         deployment,
@@ -93,6 +90,9 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
         "scheduler Deployment",
     )
     .await?;
+    if let Some(service) = &observed_service {
+        remove_kopf_leftovers(&ctx, service.as_ref()).await?; // kopf watched scheduler Services
+    }
     let service = apply(
         &ctx,
         build::scheduler_service(&cluster),

@@ -19,7 +19,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
-use super::{Context, Touched, apply, delete, drain, error_policy, patch_status, requeue, tracked};
+use super::{
+    Context, Touched, apply, delete, drain, error_policy, patch_status, remove_kopf_leftovers,
+    requeue, tracked,
+};
 use crate::crd::job::job_status;
 use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use crate::error::{Error, Result};
@@ -77,6 +80,7 @@ fn now() -> Time {
 }
 
 async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
+    remove_kopf_leftovers(&ctx, job.as_ref()).await?;
     if job.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -157,6 +161,9 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         return Err(Error::Unusable(format!(
             "pod {runner_name} belongs to an earlier DaskJob of the same name and is still being deleted"
         )));
+    }
+    if let Some(pod) = &runner {
+        remove_kopf_leftovers(&ctx, pod).await?; // kopf watched runner pods
     }
     if status.job_status.as_deref() == Some(job_status::JOB_CREATED) {
         status.job_status = Some(job_status::CLUSTER_CREATED.into());

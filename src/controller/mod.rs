@@ -24,7 +24,7 @@ pub(crate) type Touched<K> = futures::channel::mpsc::Receiver<Result<K, watcher:
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Patch, PatchParams};
+use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -175,6 +175,14 @@ fn spec_hash<K: Serialize>(desired: &K) -> String {
 
 /// Server-side applies `desired` unless `observed` was made from the same desired state (same spec
 /// hash), so an unchanged child costs no API call. `what` names the step in errors.
+///
+/// Takeover rule: a child without our hash annotation was written by someone else — the Python
+/// operator, whose children have none. If it already holds everything we want (`desired` is
+/// contained in it, see [`contains`]) it is taken over as it is, without a write: an apply would
+/// only add the annotation, and a new annotation on a Deployment bumps its generation. Such a child
+/// is compared again on each reconcile (no API call) until its parent's spec changes what we want;
+/// then it is applied and carries our hash from there on. An apply over a child we did not write
+/// could not remove the fields its writer owns either, so skipping it loses nothing.
 pub async fn apply<K>(
     ctx: &Context,
     mut desired: K,
@@ -191,7 +199,16 @@ where
     let hash = spec_hash(&desired);
     if let Some(current) = observed {
         let same = current.annotations().get(SPEC_HASH) == Some(&hash);
-        if same && current.meta().deletion_timestamp.is_none() {
+        // Taken over as it is (see above): written by someone else, and already what we want.
+        let taken_over = || {
+            !current.annotations().contains_key(SPEC_HASH)
+                && contains(
+                    &serde_json::to_value(current).expect("objects serialize"),
+                    &serde_json::to_value(&desired).expect("objects serialize"),
+                )
+        };
+        let unchanged = same || taken_over();
+        if unchanged && current.meta().deletion_timestamp.is_none() {
             return Ok(Applied {
                 object: current.clone(),
                 written: false,
@@ -218,6 +235,24 @@ where
         object,
         written: true,
     })
+}
+
+/// Whether `observed` holds everything `desired` has: every key of an object with a contained value
+/// (other keys, such as the API server's defaults, may be there too), arrays of the same length with
+/// contained elements in the same order, equal scalars. A `null` in `desired` (a field it leaves
+/// unset) is contained in anything.
+fn contains(observed: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (observed, desired) {
+        (_, Value::Null) => true,
+        (Value::Object(o), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| o.get(k).is_some_and(|ov| contains(ov, dv)) || dv.is_null()),
+        (Value::Array(o), Value::Array(d)) => {
+            o.len() == d.len() && o.iter().zip(d).all(|(ov, dv)| contains(ov, dv))
+        }
+        (o, d) => o == d,
+    }
 }
 
 /// Server-side applies `status` to the status subresource of `obj` unless it is the status `obj`
@@ -275,34 +310,63 @@ where
     }
 }
 
-/// Removes kopf's finalizer from an object the Python operator handled, so that deleting it does
-/// not hang now that kopf is gone. Optimistic: the patch carries the resourceVersion it was read at.
-pub async fn remove_kopf_finalizer<K>(ctx: &Context, obj: &K) -> Result<()>
+/// Removes what the Python operator (kopf) left on an object it handled: its finalizer, so that
+/// deleting the object does not hang now that kopf is gone, and its annotations (`kopf.zalando.org/…`:
+/// `last-handled-configuration`, handler progress), which nothing reads any more. Metadata only: no
+/// Deployment or Pod is rolled out by it. See [`kopf_leftovers_patch`].
+pub async fn remove_kopf_leftovers<K>(ctx: &Context, obj: &K) -> Result<()>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
         + Debug
         + DeserializeOwned,
 {
-    let finalizers = obj.finalizers();
-    if !finalizers.iter().any(|f| f == labels::KOPF_FINALIZER) {
+    let Some(patch) = kopf_leftovers_patch(obj.meta()) else {
         return Ok(());
-    }
-    let kept: Vec<&String> = finalizers
-        .iter()
-        .filter(|f| *f != labels::KOPF_FINALIZER)
-        .collect();
-    let patch =
-        json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
-    let (name, namespace) = (obj.name_any(), obj.namespace().unwrap_or_default());
+    };
+    let (kind, name) = (K::kind(&()), obj.name_any());
+    let namespace = obj.namespace().unwrap_or_default();
     ctx.api::<K>(&namespace)
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(Error::api(format!(
-            "remove kopf finalizer from {namespace}/{name}"
+            "remove kopf's finalizer and annotations from {kind} {namespace}/{name}"
         )))?;
-    info!(%namespace, %name, "removed kopf finalizer");
+    info!(%kind, %namespace, %name, "removed kopf's finalizer and annotations");
     Ok(())
+}
+
+/// The merge patch that removes kopf's finalizer and `kopf.zalando.org/` annotations, for objects
+/// kopf handled (its finalizer or its `last-handled-configuration` annotation is there; a user's own
+/// `kopf.zalando.org/…` annotation on an object kopf never saw stays); `None` when there is nothing
+/// to remove. Optimistic: it carries the resourceVersion the object was read at, so a concurrent
+/// change makes it fail (and the reconcile is retried) rather than drop someone else's finalizer.
+fn kopf_leftovers_patch(meta: &ObjectMeta) -> Option<serde_json::Value> {
+    let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+    let annotations = meta.annotations.as_ref();
+    let has_finalizer = finalizers.iter().any(|f| f == labels::KOPF_FINALIZER);
+    let handled = annotations.is_some_and(|a| a.contains_key(labels::KOPF_LAST_HANDLED));
+    if !has_finalizer && !handled {
+        return None;
+    }
+    let mut metadata = json!({"resourceVersion": meta.resource_version});
+    if has_finalizer {
+        let kept: Vec<&String> = finalizers
+            .iter()
+            .filter(|f| *f != labels::KOPF_FINALIZER)
+            .collect();
+        metadata["finalizers"] = json!(kept);
+    }
+    let kopf: serde_json::Map<String, serde_json::Value> = annotations
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(labels::KOPF_ANNOTATION_PREFIX))
+        .map(|(k, _)| (k.clone(), serde_json::Value::Null))
+        .collect();
+    if !kopf.is_empty() {
+        metadata["annotations"] = serde_json::Value::Object(kopf);
+    }
+    Some(json!({ "metadata": metadata }))
 }
 
 /// For a DaskCluster that changed, the objects in `store` that name it in their spec (`cluster_of`):
@@ -657,4 +721,97 @@ pub async fn run_with(
         _ = ready => {}
     }
     info!("dask-operator stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(finalizers: &[&str], annotations: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            resource_version: Some("42".into()),
+            finalizers: Some(finalizers.iter().map(|f| f.to_string()).collect()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kopf_finalizer_and_annotations_are_removed_optimistically() {
+        let m = meta(
+            &[labels::KOPF_FINALIZER, "example.com/keep"],
+            &[
+                (labels::KOPF_LAST_HANDLED, "{}"),
+                ("kopf.zalando.org/daskcluster_create", "{}"),
+                ("user", "keep"),
+            ],
+        );
+        assert_eq!(
+            kopf_leftovers_patch(&m),
+            Some(json!({"metadata": {
+                "resourceVersion": "42",
+                "finalizers": ["example.com/keep"],
+                "annotations": {
+                    "kopf.zalando.org/daskcluster_create": null,
+                    "kopf.zalando.org/last-handled-configuration": null,
+                },
+            }}))
+        );
+        // Annotations only (kopf puts no finalizer on DaskJobs and DaskWorkerGroups).
+        let m = meta(&[], &[(labels::KOPF_LAST_HANDLED, "{}")]);
+        assert_eq!(
+            kopf_leftovers_patch(&m),
+            Some(json!({"metadata": {
+                "resourceVersion": "42",
+                "annotations": {"kopf.zalando.org/last-handled-configuration": null},
+            }}))
+        );
+    }
+
+    #[test]
+    fn containment_allows_defaults_but_not_changes() {
+        let observed = json!({
+            "metadata": {"name": "w", "labels": {"a": "1", "b": "2"}},
+            "spec": {"replicas": 1, "revisionHistoryLimit": 10, "template": {"spec": {"containers": [
+                {"name": "worker", "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}],
+                 "terminationMessagePath": "/dev/termination-log"}
+            ]}}},
+        });
+        let desired = json!({
+            "metadata": {"name": "w", "labels": {"a": "1", "b": "2"}, "annotations": null},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "worker", "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}]}
+            ]}}},
+        });
+        assert!(contains(&observed, &desired));
+        let mut changed = desired.clone();
+        changed["metadata"]["labels"]["c"] = json!("3");
+        assert!(!contains(&observed, &changed), "a new label");
+        let mut changed = desired.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "Y", "value": "2"}, {"name": "X", "value": "1"}]);
+        assert!(!contains(&observed, &changed), "env in another order");
+        let mut changed = desired.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "X", "value": "1"}]);
+        assert!(!contains(&observed, &changed), "one env var fewer");
+        let mut changed = desired;
+        changed["spec"]["strategy"] = json!({"type": "Recreate"});
+        assert!(!contains(&observed, &changed), "a field that is not there");
+    }
+
+    #[test]
+    fn objects_kopf_never_handled_are_left_alone() {
+        assert_eq!(kopf_leftovers_patch(&ObjectMeta::default()), None);
+        let m = meta(
+            &["example.com/keep"],
+            &[("kopf.zalando.org/foobar", "user's")],
+        );
+        assert_eq!(kopf_leftovers_patch(&m), None);
+    }
 }

@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::{
     Context, Touched, adopt, apply, delete, drain, error_policy, naming_cluster, patch_status,
-    requeue, tracked,
+    remove_kopf_leftovers, requeue, tracked,
 };
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupStatus};
 use crate::error::{Error, Result};
@@ -45,6 +45,7 @@ pub(super) async fn controller(
 }
 
 async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Action> {
+    remove_kopf_leftovers(&ctx, group.as_ref()).await?;
     if group.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -23,9 +23,14 @@ pub fn scheduler_selector(cluster: &str) -> LabelSelector {
 }
 
 /// Deployment `<cluster>-scheduler`: one replica of `spec.scheduler.spec`, verbatim.
+///
+/// `existing` is the spec of the Deployment as it is, if there is one. It keeps its selector
+/// (immutable) and its strategy: ours is `Recreate`, one chosen at creation, while a scheduler the
+/// Python operator made has the API's default `RollingUpdate`, and changing it would bump the
+/// Deployment's generation (and cannot be applied over the defaulted `rollingUpdate` it owns).
 pub fn scheduler_deployment(
     cluster: &DaskCluster,
-    existing_selector: Option<LabelSelector>,
+    existing: Option<&DeploymentSpec>,
 ) -> Deployment {
     let name = cluster.name_any();
     let (inherited, annotations) =
@@ -53,12 +58,17 @@ pub fn scheduler_deployment(
         ),
         spec: Some(DeploymentSpec {
             replicas: Some(1),
-            selector: existing_selector.unwrap_or_else(|| scheduler_selector(&name)),
+            selector: existing
+                .map(|s| s.selector.clone())
+                .unwrap_or_else(|| scheduler_selector(&name)),
             // Never two schedulers at once: a rollout stops the old pod before starting the new one.
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                ..Default::default()
-            }),
+            strategy: match existing {
+                Some(spec) => spec.strategy.clone(),
+                None => Some(DeploymentStrategy {
+                    type_: Some("Recreate".into()),
+                    ..Default::default()
+                }),
+            },
             template: PodTemplateSpec {
                 metadata: Some(pod_meta),
                 spec: Some(cluster.spec.scheduler.spec.clone()),
@@ -182,13 +192,30 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_existing_selector_is_kept() {
-        let existing = LabelSelector {
-            match_labels: Some(map(&[("a", "b")])),
+    fn an_existing_selector_and_strategy_are_kept() {
+        let ours = scheduler_deployment(&simplecluster(), None).spec.unwrap();
+        assert_eq!(
+            ours.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+            Some("Recreate")
+        );
+        // A scheduler the Python operator made: its own selector, the API's default strategy.
+        let existing = DeploymentSpec {
+            selector: LabelSelector {
+                match_labels: Some(map(&[("a", "b")])),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(Default::default()),
+            }),
             ..Default::default()
         };
-        let d = scheduler_deployment(&simplecluster(), Some(existing.clone()));
-        assert_eq!(d.spec.unwrap().selector, existing);
+        let spec = scheduler_deployment(&simplecluster(), Some(&existing))
+            .spec
+            .unwrap();
+        assert_eq!(spec.selector, existing.selector);
+        assert_eq!(spec.strategy, existing.strategy);
+        assert_eq!(spec.template, ours.template);
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub const WORKER_NAME: &str = "dask.org/worker-name";
 pub const SPEC_HASH: &str = "kubernetes.dask.org/spec-hash";
 /// kopf's finalizer on objects left by the Python operator; removed on takeover.
 pub const KOPF_FINALIZER: &str = "kopf.zalando.org/KopfFinalizerMarker";
+/// Prefix of kopf's annotations on objects left by the Python operator; removed on takeover.
+pub const KOPF_ANNOTATION_PREFIX: &str = "kopf.zalando.org/";
+/// The annotation kopf writes on every object it handled (its diff base).
+pub const KOPF_LAST_HANDLED: &str = "kopf.zalando.org/last-handled-configuration";
 
 /// Values of [`COMPONENT`].
 pub mod component {

@@ -29,6 +29,9 @@ pub fn group_selector(group: &DaskWorkerGroup) -> Map {
 /// `DASK_SCHEDULER_ADDRESS` appended. `cluster_labels` are the DaskCluster's labels, added where the
 /// group does not set the key (upstream's non-forced labelling); `existing_selector` keeps the
 /// immutable selector of a Deployment that already exists.
+///
+/// Our workers carry [`WORKER_NAME`] (in their selector and pods); a worker the Python operator made
+/// has no such label in its selector and does not get it, since a new pod label would roll it out.
 pub fn worker_deployment(
     group: &DaskWorkerGroup,
     name: &str,
@@ -45,9 +48,16 @@ pub fn worker_deployment(
             (WORKERGROUP_NAME, &group_name),
             (COMPONENT, component::WORKER),
             (ISTIO_INJECT, "false"),
-            (WORKER_NAME, name),
         ],
     );
+    let named = existing_selector.as_ref().is_none_or(|s| {
+        s.match_labels
+            .as_ref()
+            .is_some_and(|m| m.contains_key(WORKER_NAME))
+    });
+    if named {
+        labels.insert(WORKER_NAME.into(), name.into());
+    }
     for (k, v) in cluster_labels {
         labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
@@ -156,6 +166,39 @@ mod tests {
         for (k, v) in spec.selector.match_labels.unwrap() {
             assert_eq!(pod_labels.get(&k), Some(&v));
         }
+    }
+
+    #[test]
+    fn a_worker_without_the_worker_name_label_in_its_selector_does_not_get_it() {
+        let cluster = crate::resources::cluster::tests::simplecluster();
+        let mut g = crate::resources::cluster::default_worker_group(&cluster);
+        g.metadata.uid = Some("uid-g".into());
+        let cluster_labels = cluster.metadata.labels.clone().unwrap();
+        let name = "simple-default-worker-0123456789";
+        let ours = worker_deployment(&g, name, &cluster_labels, None);
+        // Upstream's selector: every label of the worker, and no worker name.
+        let mut upstream_labels = ours.metadata.labels.clone().unwrap();
+        upstream_labels.remove(WORKER_NAME);
+        let selector = LabelSelector {
+            match_labels: Some(upstream_labels.clone()),
+            ..Default::default()
+        };
+        let d = worker_deployment(&g, name, &cluster_labels, Some(selector.clone()));
+        assert_eq!(d.metadata.labels.as_ref(), Some(&upstream_labels));
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.selector, selector);
+        let template = spec.template.metadata.unwrap();
+        assert_eq!(template.labels.as_ref(), Some(&upstream_labels));
+        // Ours keep it, in the selector and on the pods.
+        let spec = worker_deployment(&g, name, &cluster_labels, ours.spec.map(|s| s.selector))
+            .spec
+            .unwrap();
+        let pods = spec.template.metadata.unwrap().labels.unwrap();
+        assert_eq!(pods.get(WORKER_NAME).map(String::as_str), Some(name));
+        assert_eq!(
+            spec.selector.match_labels.unwrap().get(WORKER_NAME),
+            Some(&name.to_string())
+        );
     }
 
     #[test]
