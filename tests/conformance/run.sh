@@ -4,8 +4,8 @@
 #
 #   tests/conformance/run.sh [PYTEST_ARGS...]      e.g.  -k test_job   or   -x
 #
-# Steps: check the cluster and the operator binary; fetch the pinned wheel (sha256-checked, cached);
-# create (once, cached) a private Python 3.11 venv with the exact pins of
+# Steps: check the cluster and the operator binary; fetch the pinned wheel (sha256-checked, cached)
+# and create (once, cached) a private Python 3.11 venv (both by venv.sh) with the exact pins of
 # hack/images/dask-requirements.txt + tests/conformance/requirements.txt + the wheel; extract the
 # wheel's operator/controller/tests (with resources/) and operator/kubecluster/tests into a
 # temporary directory, unmodified; put our conftest.py at its root in place of upstream's; apply the
@@ -33,8 +33,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$HERE/../.." && pwd)
 
-DASK_KUBERNETES_VERSION=2026.3.0
-WHEEL_SHA256=5cf138e03cb1851063b82b74e9fd4679251238e3867fcae1e3682aada6410728
+# The pinned dask-kubernetes version and its wheel's sha256 are in venv.sh.
 
 CACHE_ROOT=${DASK_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dask-operator}
 KUBECTL=$REPO_ROOT/.cluster/bin/kubectl
@@ -56,40 +55,9 @@ fi
 export DASK_OPERATOR_BIN
 
 # --- the wheel and the Python environment --------------------------------------------------------
-PYTHON=${PYTHON:-python3}
-py_version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-[[ $py_version == 3.11 ]] || die "$PYTHON is Python $py_version; the test client must run CPython 3.11 like the Dask image (set PYTHON)"
-
-WHEEL=$("$PYTHON" - "$REPO_ROOT/tests/compat" "$DASK_KUBERNETES_VERSION" "$WHEEL_SHA256" <<'EOF'
-import sys
-sys.path.insert(0, sys.argv[1])
-from fetch_wheel import fetch_wheel
-print(fetch_wheel(sys.argv[2], sys.argv[3]))
-EOF
-)
-
-if [[ -n ${CONFORMANCE_PYTHON:-} ]]; then
-  PY=$CONFORMANCE_PYTHON
-else
-  key=$({ cat "$REPO_ROOT/hack/images/dask-requirements.txt" "$HERE/requirements.txt"
-          echo "$WHEEL_SHA256"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -c1-16)
-  VENV=$CACHE_ROOT/venvs/conformance-$key
-  mkdir -p "$CACHE_ROOT/venvs"
-  (
-    flock 9
-    if [[ ! -f $VENV/.complete ]]; then
-      log "creating the test client venv $VENV"
-      rm -rf "$VENV"
-      "$PYTHON" -m venv "$VENV"
-      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-        -r "$REPO_ROOT/hack/images/dask-requirements.txt" -r "$HERE/requirements.txt" "$WHEEL"
-      "$VENV/bin/python" -m pip check --disable-pip-version-check >/dev/null \
-        || { "$VENV/bin/python" -m pip check; die "the pins are incomplete or inconsistent"; }
-      touch "$VENV/.complete"
-    fi
-  ) 9>"$VENV.lock"
-  PY=$VENV/bin/python
-fi
+# venv.sh: the pinned wheel (sha256-checked, cached) and the cached venv (or $CONFORMANCE_PYTHON).
+WHEEL=$("$HERE/venv.sh" --wheel)
+PY=$("$HERE/venv.sh")
 
 # --- upstream's tests, our conftest, the documented patches ---------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dask-operator-conformance.XXXXXX")
