@@ -57,6 +57,12 @@ fn describe(found: &Found) -> String {
         Found::Missing => "missing".into(),
         Found::Current => "current".into(),
         Found::Upstream => "dask-kubernetes' CRD without the status subresource".into(),
+        // No version annotation: dask-kubernetes' DaskJob CRD (the one of its four with a status
+        // subresource) or a copy of ours from before the annotations.
+        Found::Older(v) if v == "unknown" => {
+            "dask-kubernetes' CRD or an early copy of this operator's (no version annotation)"
+                .into()
+        }
         Found::Older(v) => format!("from dask-operator {v}"),
         Found::Newer(v) => format!("from newer dask-operator {v}"),
     }
@@ -102,5 +108,22 @@ async fn established(api: &Api<CustomResourceDefinition>, name: &str) -> Result<
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!("waiting for CRD {name}: {e}")),
         Err(_) => Err(format!("CRD {name} was not Established within 30 s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crd_without_our_version_annotation_is_not_called_ours() {
+        assert_eq!(
+            describe(&Found::Older("unknown".into())),
+            "dask-kubernetes' CRD or an early copy of this operator's (no version annotation)"
+        );
+        assert_eq!(
+            describe(&Found::Older("0.0.1".into())),
+            "from dask-operator 0.0.1"
+        );
     }
 }
