@@ -505,3 +505,43 @@ async fn a_job_recreated_under_the_same_name_waits_for_the_earlier_jobs_cluster(
     })
     .await;
 }
+
+#[tokio::test]
+async fn deleted_jobs_leave_nothing_in_the_operators_memory() {
+    with_unscheduled_namespace("job-memory", |client, ns| async move {
+        let operator = Operator::start(&client, &ns).await;
+        let names = ["job-a", "job-b", "job-c"];
+        for name in names {
+            let yaml = fixture("simplejob.yaml").replacen(
+                "name: simple-job\n",
+                &format!("name: {name}\n"),
+                1,
+            );
+            create_from_yaml(&client, &ns, &yaml).await;
+        }
+        for name in names {
+            wait_job(&client, &ns, name, "ClusterCreated").await;
+        }
+        // Statuses written: the jobs', their clusters' and their default worker groups'.
+        eventually("the operator to remember the objects", TIMEOUT, || async {
+            (operator.bookkeeping.tracked_objects() >= 3 * names.len()).then_some(())
+        })
+        .await;
+
+        let jobs: Api<DaskJob> = Api::namespaced(client.clone(), &ns);
+        for name in names {
+            jobs.delete(name, &DeleteParams::background())
+                .await
+                .unwrap();
+        }
+        // The garbage collector deletes the clusters, then their worker groups.
+        for name in names {
+            cluster_gone(&client, &ns, name).await;
+        }
+        eventually("the operator to remember nothing", TIMEOUT, || async {
+            (operator.bookkeeping.tracked_objects() == 0).then_some(())
+        })
+        .await;
+    })
+    .await;
+}

@@ -7,14 +7,14 @@
 //! (server-side apply, one field manager), then patches status only if it changed.
 
 mod autoscaler;
+mod bookkeeping;
 mod cluster;
 mod job;
 mod workergroup;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::ready;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -36,6 +36,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
+
+pub use bookkeeping::Bookkeeping;
 
 use crate::crd::{DaskAutoscaler, DaskCluster, DaskJob, DaskWorkerGroup};
 use crate::error::{Error, Result, backoff};
@@ -90,9 +92,8 @@ pub struct Context {
     pub settings: Settings,
     pub stores: Stores,
     recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
-    /// Per object UID: the resourceVersion a status write was based on, and the status written.
-    written: Mutex<HashMap<String, (Option<String>, serde_json::Value)>>,
+    /// Failure counts and last written statuses, per object UID.
+    bookkeeping: Arc<Bookkeeping>,
 }
 
 impl Context {
@@ -121,43 +122,6 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(error = %e, reason, "could not publish event");
         }
-    }
-
-    /// The status `obj` has, as far as this operator knows: the status it last wrote if `obj` is the
-    /// very version that write was based on (the cache has not caught up yet), else `obj`'s own. This
-    /// keeps a reconcile on a stale cache from repeating a transition it already made.
-    pub fn current_status<K>(&self, obj: &K) -> Option<K::Status>
-    where
-        K: Resource<DynamicType = ()> + HasStatus,
-        K::Status: DeserializeOwned + Clone,
-    {
-        let written = self.written.lock().unwrap();
-        match written.get(obj.meta().uid.as_deref().unwrap_or_default()) {
-            Some((version, status)) if *version == obj.resource_version() => {
-                serde_json::from_value(status.clone()).ok()
-            }
-            _ => obj.status().cloned(),
-        }
-    }
-
-    fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-        format!(
-            "{}/{}/{}",
-            K::kind(&()),
-            obj.meta().namespace.as_deref().unwrap_or_default(),
-            obj.meta().name.as_deref().unwrap_or_default()
-        )
-    }
-
-    fn record_success<K: Resource<DynamicType = ()>>(&self, obj: &K) {
-        self.failures.lock().unwrap().remove(&Self::key(obj));
-    }
-
-    fn record_failure<K: Resource<DynamicType = ()>>(&self, obj: &K) -> u32 {
-        let mut failures = self.failures.lock().unwrap();
-        let n = failures.entry(Self::key(obj)).or_default();
-        *n += 1;
-        *n
     }
 }
 
@@ -283,10 +247,9 @@ where
             "patch {} status {namespace}/{name}",
             K::kind(&())
         )))?;
-    let written = serde_json::to_value(status).expect("status serializes");
-    ctx.written.lock().unwrap().insert(
-        obj.uid().unwrap_or_default(),
-        (obj.resource_version(), written),
+    ctx.record_written(
+        obj,
+        serde_json::to_value(status).expect("status serializes"),
     );
     Ok(true)
 }
@@ -497,11 +460,13 @@ struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     children: Vec<Touched<K>>,
 }
 
+/// For one of the four kinds, `book` is the bookkeeping to drop a deleted object's entries from.
 fn shared<K>(
     api: Api<K>,
     wc: watcher::Config,
     subscribers: usize,
     children: usize,
+    book: Option<Arc<Bookkeeping>>,
 ) -> (Shared<K>, impl std::future::Future<Output = ()> + Send)
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
@@ -514,11 +479,21 @@ where
         .map(|_| futures::channel::mpsc::channel(256))
         .unzip();
     let kind = K::kind(&()).to_string();
+    let reader = store.clone();
     let driver = watcher(api, wc)
         .default_backoff()
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect_shared(writer)
         .for_each(move |event| {
+            // A deleted object's bookkeeping goes with it: on its Delete, and after each complete list
+            // (the store holds it by now) for what a re-list no longer has (see `bookkeeping`).
+            if let Some(book) = &book {
+                match &event {
+                    Ok(watcher::Event::Delete(o)) => book.forget(&o.uid().unwrap_or_default()),
+                    Ok(watcher::Event::InitDone) => book.retain(&kind, &bookkeeping::uids(&reader)),
+                    _ => {}
+                }
+            }
             let mut senders = senders.clone();
             let kind = kind.clone();
             async move {
@@ -577,12 +552,35 @@ pub async fn run(
     run_with(client, settings, Arc::new(Metrics::new()), || {}, shutdown).await
 }
 
+/// [`run`], keeping the controllers' per-object memory in `bookkeeping` (tests read
+/// [`Bookkeeping::tracked_objects`]).
+pub async fn run_with_bookkeeping(
+    client: Client,
+    settings: Settings,
+    bookkeeping: Arc<Bookkeeping>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let metrics = Arc::new(Metrics::new());
+    run_inner(client, settings, metrics, bookkeeping, || {}, shutdown).await
+}
+
 /// [`run`], recording into `metrics`, and calling `synced` once every store holds its first
 /// complete list.
 pub async fn run_with(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
+    synced: impl FnOnce() + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    run_inner(client, settings, metrics, Arc::default(), synced, shutdown).await
+}
+
+async fn run_inner(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    bookkeeping: Arc<Bookkeeping>,
     synced: impl FnOnce() + Send,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -599,30 +597,51 @@ pub async fn run_with(
     // Who reads what: clusters (cluster controller; owner triggers for jobs; lookups by groups and
     // autoscalers), groups (group controller; owner triggers for clusters), deployments (owner triggers
     // for clusters and groups; a job waits for its scheduler's), services (clusters), runner pods (jobs).
+    let book = Some(bookkeeping.clone());
     let (mut clusters, clusters_driver) = shared(
         api_for::<DaskCluster>(&client, ns),
         Default::default(),
         3,
         1,
+        book.clone(),
     );
     let (mut groups, groups_driver) = shared(
         api_for::<DaskWorkerGroup>(&client, ns),
         Default::default(),
         1,
         1,
+        book.clone(),
     );
-    let (mut jobs, jobs_driver) = shared(api_for::<DaskJob>(&client, ns), Default::default(), 1, 0);
+    let (mut jobs, jobs_driver) = shared(
+        api_for::<DaskJob>(&client, ns),
+        Default::default(),
+        1,
+        0,
+        book.clone(),
+    );
     let (mut autoscalers, autoscalers_driver) = shared(
         api_for::<DaskAutoscaler>(&client, ns),
         Default::default(),
         1,
         0,
+        book,
     );
-    let (mut deployments, deployments_driver) =
-        shared(api_for::<Deployment>(&client, ns), dask_children, 0, 3);
-    let (mut services, services_driver) =
-        shared(api_for::<Service>(&client, ns), scheduler_services, 0, 1);
-    let (mut runners, runners_driver) = shared(api_for::<Pod>(&client, ns), job_runners, 0, 1);
+    let (mut deployments, deployments_driver) = shared(
+        api_for::<Deployment>(&client, ns),
+        dask_children,
+        0,
+        3,
+        None,
+    );
+    let (mut services, services_driver) = shared(
+        api_for::<Service>(&client, ns),
+        scheduler_services,
+        0,
+        1,
+        None,
+    );
+    let (mut runners, runners_driver) =
+        shared(api_for::<Pod>(&client, ns), job_runners, 0, 1, None);
     let stores = Stores {
         clusters: clusters.store.clone(),
         groups: groups.store.clone(),
@@ -655,8 +674,7 @@ pub async fn run_with(
         client,
         settings: settings.clone(),
         stores,
-        failures: Mutex::default(),
-        written: Mutex::default(),
+        bookkeeping,
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);

@@ -161,6 +161,8 @@ pub async fn install_crds(client: &Client) {
 /// (as a crash would); [`Operator::stop`] stops it the same way and waits until it is gone.
 pub struct Operator {
     task: tokio::task::JoinHandle<()>,
+    /// What its controllers remember per object (`tracked_objects()`).
+    pub bookkeeping: std::sync::Arc<dask_operator::controller::Bookkeeping>,
 }
 
 impl Operator {
@@ -177,12 +179,14 @@ impl Operator {
             namespace: Some(namespace.to_string()),
             ..Default::default()
         };
-        let task = tokio::spawn(dask_operator::controller::run(
+        let bookkeeping = std::sync::Arc::default();
+        let task = tokio::spawn(dask_operator::controller::run_with_bookkeeping(
             client.clone(),
             settings,
+            std::sync::Arc::clone(&bookkeeping),
             std::future::pending(),
         ));
-        Operator { task }
+        Operator { task, bookkeeping }
     }
 
     pub async fn stop(mut self) {
