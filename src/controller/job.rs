@@ -148,20 +148,15 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
     )
     .await?;
 
+    // A pod of the runner's name that is not the job's, such as a runner of an earlier DaskJob with the
+    // same name (upstream #829): wait for the garbage collector rather than adopt a pod that ran
+    // someone else's job.
     let mut runner = ctx
         .stores
         .runners
         .get(&ObjectRef::new(&runner_name).within(&namespace))
-        .map(|p| (*p).clone());
-    if let Some(pod) = &runner
-        && !pod.owner_references().iter().any(|o| o.uid == uid)
-    {
-        // A runner of an earlier DaskJob with the same name (upstream #829): wait for the garbage
-        // collector rather than adopt a pod that ran someone else's job.
-        return Err(Error::Unusable(format!(
-            "pod {runner_name} belongs to an earlier DaskJob of the same name and is still being deleted"
-        )));
-    }
+        .map(|p| own_runner((*p).clone(), &uid))
+        .transpose()?;
     if let Some(pod) = &runner {
         remove_kopf_leftovers(&ctx, pod).await?; // kopf watched runner pods
     }
