@@ -393,6 +393,8 @@ def test_python_operator_is_taken_over_without_restarting_a_pod(kopf_python, ups
             for key in ("kubernetes.dask.org/operator-version", "kubernetes.dask.org/schema-hash"):
                 assert crd["metadata"]["annotations"].get(key) == ours[name]["metadata"]["annotations"][key], (
                     f"{name}: {key}")
+            # Replaced, not merged: nothing of upstream's schema is left.
+            assert crd["spec"]["versions"] == ours[name]["spec"]["versions"], f"{name}: versions differ from ours"
         assert runner_phase(namespace) == "Running", "the runner ended before the takeover: raise HOLD_SECONDS"
         took_over = time.monotonic()
         wait_for("kopf's finalizers and annotations to be removed", lambda: not kopf_leftovers(namespace),
