@@ -25,8 +25,8 @@ async fn main() {
         Command::Crd => print!("{}", dask_operator::crd::crds_yaml()),
         Command::Run(args) => {
             if let Err(e) = dask_operator::operator::run(args).await {
+                // One line, and only this one, whatever the log format.
                 eprintln!("error: {e}");
-                tracing::error!(error = %e, "dask-operator stopped");
                 std::process::exit(1);
             }
         }
