@@ -84,23 +84,20 @@ helm_ldflags() { # helm_ldflags MAJOR VERSION HELPER_DIR
   printf '%s' "$ld"
 }
 
+# build_helm MAJOR VERSION DIR: Helm MAJOR (3 or 4) at VERSION into DIR, from hack/go/helmMAJOR.
+build_helm() {
+  local major=$1 version=$2 dir=$3 helper="$REPO_ROOT/hack/go/helm$1" start
+  want "helm$major" && [[ ! -x $dir/helm ]] || return 0
+  log "building Helm $version into $dir"
+  start=$SECONDS
+  BUILD_NAME=helm build_set "$dir" "$helper" "$(helm_ldflags "$major" "$version" "$helper")" \
+    "helm.sh/helm/v$major/cmd/helm"
+  log "Helm $version built in $((SECONDS - start))s"
+}
 helm3_dir=$(helm3_bin_dir)
-if want helm3 && [[ ! -x $helm3_dir/helm ]]; then
-  log "building Helm $HELM3_VERSION into $helm3_dir"
-  start=$SECONDS
-  BUILD_NAME=helm build_set "$helm3_dir" "$REPO_ROOT/hack/go/helm3" \
-    "$(helm_ldflags 3 "$HELM3_VERSION" "$REPO_ROOT/hack/go/helm3")" helm.sh/helm/v3/cmd/helm
-  log "Helm $HELM3_VERSION built in $((SECONDS - start))s"
-fi
-
 helm4_dir=$(helm4_bin_dir)
-if want helm4 && [[ ! -x $helm4_dir/helm ]]; then
-  log "building Helm $HELM4_VERSION into $helm4_dir"
-  start=$SECONDS
-  BUILD_NAME=helm build_set "$helm4_dir" "$REPO_ROOT/hack/go/helm4" \
-    "$(helm_ldflags 4 "$HELM4_VERSION" "$REPO_ROOT/hack/go/helm4")" helm.sh/helm/v4/cmd/helm
-  log "Helm $HELM4_VERSION built in $((SECONDS - start))s"
-fi
+build_helm 3 "$HELM3_VERSION" "$helm3_dir"
+build_helm 4 "$HELM4_VERSION" "$helm4_dir"
 
 # (Read the whole output first: `grep -q` closing the pipe early would fail it under pipefail.)
 if want kubernetes; then
