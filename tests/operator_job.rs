@@ -83,13 +83,20 @@ async fn cluster_gone(client: &Client, ns: &str, name: &str) {
     .await;
 }
 
+/// The Events about `name` with `reason`, once there is at least one: the operator publishes an
+/// Event after the status write a test waits for, so it may not be there yet.
 async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
     let lp = ListParams::default().fields(&format!("involvedObject.name={name},reason={reason}"));
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&lp)
-        .await
-        .unwrap()
-        .items
+    let api = Api::<Event>::namespaced(client.clone(), ns);
+    eventually(
+        &format!("a {reason} event about {name}"),
+        TIMEOUT,
+        || async {
+            let items = api.list(&lp).await.ok()?.items;
+            (!items.is_empty()).then_some(items)
+        },
+    )
+    .await
 }
 
 fn status_keys(status: &DaskJobStatus) -> Vec<String> {

@@ -320,6 +320,26 @@ def ready_deployments(namespace: str) -> int:
                if (d.get("status") or {}).get("readyReplicas") == 1)
 
 
+class Waiting(str):
+    """A state that is not there yet: false, but it says what was seen (in wait_for's timeout)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def kopf_state(namespace: str) -> bool | Waiting:
+    seen = {
+        "job": jobstatus(namespace).get("jobStatus"),
+        "simple": phase(namespace, "simple"),
+        "migjob": phase(namespace, "migjob"),
+        "ready deployments": ready_deployments(namespace),
+        "workers ready in runner log": "workers ready" in runner_log(namespace),
+    }
+    expected = {"job": "Running", "simple": "Running", "migjob": "Running", "ready deployments": 6,
+                "workers ready in runner log": True}
+    return seen == expected or Waiting(repr(seen))
+
+
 def runner_log(namespace: str) -> str:
     return kubectl("-n", namespace, "logs", "migjob-runner", check=False).stdout
 
@@ -352,12 +372,7 @@ def test_python_operator_is_taken_over_without_restarting_a_pod(kopf_python, ups
             for doc in manifests():
                 kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(doc))
             wait_for("kopf: job Running, both clusters Running, six Deployments ready, the runner's workers",
-                     lambda: (jobstatus(namespace).get("jobStatus") == "Running"
-                              and phase(namespace, "simple") == "Running"
-                              and phase(namespace, "migjob") == "Running"
-                              and ready_deployments(namespace) == 6
-                              and "workers ready" in runner_log(namespace)),
-                     timeout=240, interval=1)
+                     lambda: kopf_state(namespace), timeout=240, interval=1)
             timings["kopf phase"] = time.monotonic() - start
 
             changed = crds_changed_by_others(crd_versions)
