@@ -108,9 +108,9 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
 
-    let group_status = group.object.status.unwrap_or_default();
+    let group_status = group.status.unwrap_or_default();
     let status = DaskClusterStatus {
-        phase: Some(service_phase(&service.object).into()),
+        phase: Some(service_phase(&service).into()),
         message: None,
         replicas: group_status.replicas,
         selector: group_status.selector,

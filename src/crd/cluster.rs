@@ -9,7 +9,6 @@ use super::common::{SchedulerSpec, WorkerSpec};
 
 /// The `status.phase` strings of upstream dask-kubernetes.
 pub mod phase {
-    pub const CREATED: &str = "Created";
     pub const PENDING: &str = "Pending";
     pub const RUNNING: &str = "Running";
     pub const ERROR: &str = "Error";

@@ -1,0 +1,69 @@
+//! What every reconcile gets: the client, the shared stores, settings, metrics, events.
+
+use std::sync::Arc;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, Resource};
+use tracing::warn;
+
+use super::{Bookkeeping, Settings};
+use crate::crd::{DaskAutoscaler, DaskCluster, DaskJob, DaskWorkerGroup};
+use crate::telemetry::Metrics;
+
+/// Everything the operator watches, each kind once.
+#[derive(Clone)]
+pub struct Stores {
+    pub clusters: Store<DaskCluster>,
+    pub groups: Store<DaskWorkerGroup>,
+    pub jobs: Store<DaskJob>,
+    pub autoscalers: Store<DaskAutoscaler>,
+    /// Scheduler and worker Deployments (`dask.org/component in (scheduler,worker)`).
+    pub deployments: Store<Deployment>,
+    /// Scheduler Services (`dask.org/component=scheduler`).
+    pub services: Store<Service>,
+    /// Job runner Pods (`dask.org/component=job-runner`).
+    pub runners: Store<Pod>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    pub stores: Stores,
+    pub(super) recorder: Recorder,
+    /// Failure counts and last written statuses, per object UID.
+    pub(super) bookkeeping: Arc<Bookkeeping>,
+}
+
+impl Context {
+    pub fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Publishes an Event about `obj`. Events are best effort: a failure is logged, never returned.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
