@@ -37,6 +37,8 @@ pub struct Context {
     pub(super) recorder: Recorder,
     /// Failure counts and last written statuses, per object UID.
     pub(super) bookkeeping: Arc<Bookkeeping>,
+    /// True once every store holds its first complete list; reconciles wait for it.
+    pub(super) synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {

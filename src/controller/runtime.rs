@@ -49,7 +49,15 @@ where
     }
 }
 
-/// Runs `reconcile` and resets the object's failure count when it succeeds.
+/// Runs `reconcile` once every store holds its first complete list, and resets the object's failure
+/// count when it succeeds.
+///
+/// Waiting here rather than before starting the controllers keeps the watches flowing (a controller
+/// that is not polled would stall the shared stores it subscribes to). Every object of the kind gets
+/// an event from the first list, so each one is reconciled — against complete stores — once they are
+/// synced: a reconcile never mistakes a child or a cluster that is merely not listed yet for one that
+/// does not exist (no duplicate children, no "cluster does not exist", no write at all on a restart
+/// with nothing changed).
 pub(crate) async fn tracked<K, Fut>(
     obj: Arc<K>,
     ctx: Arc<Context>,
@@ -59,6 +67,8 @@ where
     K: Resource<DynamicType = ()>,
     Fut: std::future::Future<Output = Result<Action>>,
 {
+    // Only fails if the sender is gone, which happens only when the operator stops.
+    let _ = ctx.synced.clone().wait_for(|synced| *synced).await;
     let started = std::time::Instant::now();
     let result = reconcile(obj.clone(), ctx.clone()).await;
     let kind = match K::kind(&()).as_ref() {
@@ -302,6 +312,7 @@ async fn run_inner(
         runners: runners.store.clone(),
     };
     let _counted = metrics.watch_jobs(stores.jobs.clone());
+    let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let ready = {
         let s = stores.clone();
         async move {
@@ -314,6 +325,7 @@ async fn run_inner(
                 s.services.wait_until_ready(),
                 s.runners.wait_until_ready(),
             );
+            synced_tx.send_replace(true);
             synced();
             std::future::pending::<()>().await
         }
@@ -325,6 +337,7 @@ async fn run_inner(
         settings: settings.clone(),
         stores,
         bookkeeping,
+        synced: synced_rx,
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);

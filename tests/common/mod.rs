@@ -2,6 +2,8 @@
 //! test that is always deleted afterwards, and polling with a deadline.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod faultproxy;
+
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
