@@ -57,6 +57,13 @@ bench: cluster-up ## Apply JOBS DaskJobs at once (default 500): wall time, opera
 	cargo build --release --locked
 	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/dask-operator cargo bench --locked --bench daskjobs -- $(JOBS)
 
+CHAOS_JOBS ?= 200
+CHAOS_CLUSTERS ?= 20
+.PHONY: chaos
+chaos: cluster-up ## Chaos at full size (CHAOS_JOBS=200): operator killed every 2-5 s, wire faults, control-plane restart, no-write restart; report in .cluster/chaos-report.json
+	CHAOS_JOBS=$(CHAOS_JOBS) CHAOS_CLUSTERS=$(CHAOS_CLUSTERS) CHAOS_REPORT=$(CURDIR)/.cluster/chaos-report.json \
+	  cargo test --locked --test chaos -- --nocapture
+
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust CRD types, and from it the chart's CRDs and deploy/
 	cargo run --quiet --locked -- crd > crds/dask-operator.yaml

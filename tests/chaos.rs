@@ -162,7 +162,13 @@ impl OperatorProcess {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dask-operator"))
             // Its CRDs are the ones this test installed; --upgrade-crds makes sure of it when another
             // build's test replaced them meanwhile.
-            .args(["run", "--upgrade-crds", "--namespaces", &self.namespace, "--http-addr"])
+            .args([
+                "run",
+                "--upgrade-crds",
+                "--namespaces",
+                &self.namespace,
+                "--http-addr",
+            ])
             .arg(format!("127.0.0.1:{}", self.port))
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
@@ -526,7 +532,7 @@ async fn run(scenario: Scenario, jobs: usize, clusters: usize) -> Report {
                 control_plane_restarted = true;
                 report.lock().unwrap().control_plane_restarts += 1;
             }
-            if !cluster_names.is_empty() && step % 10 == 0 {
+            if !cluster_names.is_empty() && step.is_multiple_of(10) {
                 let name = &cluster_names[(step as usize / 10) % cluster_names.len()];
                 let want = ((step / 10) % 4) as i32;
                 scale(&client, &ns, name, want).await;

@@ -4,14 +4,57 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::crd::crds;
 use crate::crd::install::{Found, assess};
 
-/// Checks the four CRDs; with `upgrade`, creates or replaces those that need it. The error is the
-/// one-line reason the operator exits with.
+/// How long a start-up check keeps retrying an API server that answers 429/5xx or cannot be reached.
+const TRANSIENT_FOR: Duration = Duration::from_secs(60);
+
+/// Why a check did not pass: worth another try, or not.
+enum Failure {
+    Transient(String),
+    Fatal(String),
+}
+
+/// An API error as a [`Failure`]: 429, 5xx and connection errors pass (a restarting or overloaded API
+/// server, a flaky network); anything else is an answer.
+fn failure(what: String) -> impl FnOnce(kube::Error) -> Failure {
+    move |e| {
+        let message = format!("{what}: {e}");
+        match &e {
+            kube::Error::Api(s) if s.code == 429 || s.code >= 500 => Failure::Transient(message),
+            kube::Error::Api(_) => Failure::Fatal(message),
+            _ => Failure::Transient(message),
+        }
+    }
+}
+
+/// Checks the four CRDs; with `upgrade`, creates or replaces those that need it. Transient failures
+/// are retried with backoff for up to a minute, so a blip at start-up is not a crash loop. The error
+/// is the one-line reason the operator exits with.
 pub async fn ensure(client: &Client, upgrade: bool) -> Result<(), String> {
+    let deadline = Instant::now() + TRANSIENT_FOR;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match check(client, upgrade).await {
+            Ok(()) => return Ok(()),
+            Err(Failure::Fatal(message)) => return Err(message),
+            Err(Failure::Transient(message)) if Instant::now() + delay > deadline => {
+                return Err(message);
+            }
+            Err(Failure::Transient(message)) => {
+                warn!(error = %message, retry_in = ?delay, "CRD check failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+        }
+    }
+}
+
+async fn check(client: &Client, upgrade: bool) -> Result<(), Failure> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut stale = Vec::new();
     for ours in crds() {
@@ -23,7 +66,7 @@ pub async fn ensure(client: &Client, upgrade: bool) -> Result<(), String> {
                 warn!(crd = %name, "not allowed to read CRDs; skipping the CRD check");
                 return Ok(());
             }
-            Err(e) => return Err(format!("cannot read CRD {name}: {e}")),
+            Err(e) => return Err(failure(format!("cannot read CRD {name}"))(e)),
         };
         let state = assess(found.as_ref(), &ours);
         match &state {
@@ -44,12 +87,12 @@ pub async fn ensure(client: &Client, upgrade: bool) -> Result<(), String> {
     if stale.is_empty() {
         return Ok(());
     }
-    Err(format!(
+    Err(Failure::Fatal(format!(
         "CRDs this operator cannot run on: {}; install its own with `kubectl replace -f crds/dask-operator.yaml` \
          (`kubectl create -f` where missing), `helm upgrade` with crds.install=true, or start it with \
          --upgrade-crds (DASK_OPERATOR_UPGRADE_CRDS=true)",
         stale.join(", ")
-    ))
+    )))
 }
 
 fn describe(found: &Found) -> String {
@@ -74,7 +117,7 @@ async fn replace(
     api: &Api<CustomResourceDefinition>,
     mut ours: CustomResourceDefinition,
     found: Option<CustomResourceDefinition>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let name = ours.name_any();
     let pp = PostParams {
         field_manager: Some(crate::controller::MANAGER.into()),
@@ -82,7 +125,7 @@ async fn replace(
     };
     let result = match found {
         None => match api.create(&pp, &ours).await {
-            Ok(_) => return established(api, &name).await,
+            Ok(_) => return established(api, &name).await.map_err(Failure::Fatal),
             Err(e) => Err(e),
         },
         Some(found) => {
@@ -97,7 +140,7 @@ async fn replace(
             api.replace(&name, &pp, &ours).await.map(|_| ())
         }
     };
-    result.map_err(|e| format!("cannot install CRD {name}: {e}"))
+    result.map_err(failure(format!("cannot install CRD {name}")))
 }
 
 /// Waits (up to 30 s) until a CRD just created is served.
@@ -114,6 +157,28 @@ async fn established(api: &Api<CustomResourceDefinition>, name: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overload_and_outages_are_retried_answers_are_not() {
+        let api = |code: u16| {
+            let status = kube::core::Status {
+                code,
+                ..Default::default()
+            };
+            failure("read".into())(kube::Error::Api(Box::new(status)))
+        };
+        for code in [429, 500, 503, 504] {
+            assert!(matches!(api(code), Failure::Transient(_)), "{code}");
+        }
+        for code in [400, 401, 403, 404, 422] {
+            assert!(matches!(api(code), Failure::Fatal(_)), "{code}");
+        }
+        let refused = kube::Error::Service("connection refused".into());
+        assert!(matches!(
+            failure("read".into())(refused),
+            Failure::Transient(_)
+        ));
+    }
 
     #[test]
     fn a_crd_without_our_version_annotation_is_not_called_ours() {
