@@ -61,7 +61,9 @@ CHAOS_JOBS ?= 200
 CHAOS_CLUSTERS ?= 20
 .PHONY: chaos
 chaos: cluster-up ## Chaos at full size (CHAOS_JOBS=200): operator killed every 2-5 s, wire faults, control-plane restart, no-write restart; report in .cluster/chaos-report.json
+	cargo build --release --locked
 	CHAOS_JOBS=$(CHAOS_JOBS) CHAOS_CLUSTERS=$(CHAOS_CLUSTERS) CHAOS_REPORT=$(CURDIR)/.cluster/chaos-report.json \
+	  DASK_OPERATOR_BIN=$(or $(DASK_OPERATOR_BIN),$(CARGO_TARGET_DIR)/release/dask-operator) \
 	  cargo test --locked --test chaos -- --nocapture
 
 .PHONY: crds

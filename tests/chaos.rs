@@ -131,6 +131,14 @@ struct OperatorProcess {
     kills: u32,
 }
 
+/// The operator binary: `$DASK_OPERATOR_BIN` (`make chaos` passes the release build), else the one
+/// cargo built for this test.
+fn operator_binary() -> PathBuf {
+    std::env::var_os("DASK_OPERATOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dask-operator")))
+}
+
 impl OperatorProcess {
     fn new(proxy: &FaultProxy, namespace: &str) -> OperatorProcess {
         let dir = std::env::temp_dir().join(format!("dask-operator-chaos-{namespace}"));
@@ -159,7 +167,7 @@ impl OperatorProcess {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dask-operator"))
+        let child = tokio::process::Command::new(operator_binary())
             // Its CRDs are the ones this test installed; --upgrade-crds makes sure of it when another
             // build's test replaced them meanwhile.
             .args([
