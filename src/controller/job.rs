@@ -42,7 +42,9 @@ pub(super) async fn controller(
     let stream = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
         .owns_stream(clusters)
         .owns_stream(runners)
-        // A job's runner waits for its scheduler: the scheduler Deployment `<job>-scheduler` wakes the job.
+        // A job's runner waits for its cluster to be `Available`, and the cluster's status update wakes
+        // the job (owned). Waking it on the scheduler Deployment `<job>-scheduler` too is redundant now
+        // (left until the runtime's wiring drops this stream).
         .watches_stream(deployments, |d: Deployment| {
             let labels = d.labels();
             let scheduler = labels.get(COMPONENT).map(String::as_str) == Some(component::SCHEDULER);
