@@ -567,6 +567,15 @@ async fn cluster_conditions_follow_the_scheduler_and_keep_their_transition_times
 
         // A scale is a reconcile that changes the status (replicas) but not the scheduler: Available
         // and Degraded keep their lastTransitionTime.
+        // Times have whole seconds: let the clock pass the transition's second first, so that a time
+        // rewritten by the scale would differ.
+        let since = available.last_transition_time.0.as_second();
+        eventually(
+            "the clock to pass the transition's second",
+            TIMEOUT,
+            || async { (k8s_openapi::jiff::Timestamp::now().as_second() > since).then_some(()) },
+        )
+        .await;
         let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
         let patch = json!({"spec": {"worker": {"replicas": 3}}});
         clusters
