@@ -11,8 +11,9 @@ use common::{
 };
 use dask_operator::crd::{DaskCluster, DaskWorkerGroup};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Event, Pod, ResourceQuota, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
@@ -63,6 +64,65 @@ async fn wait_phase(client: &Client, ns: &str, name: &str, phase: &str) -> DaskC
         },
     )
     .await
+}
+
+/// The condition of `type_` among `conditions`.
+fn condition(conditions: Option<&Vec<Condition>>, type_: &str) -> Option<Condition> {
+    conditions?.iter().find(|c| c.type_ == type_).cloned()
+}
+
+fn cluster_condition(c: &DaskCluster, type_: &str) -> Option<Condition> {
+    condition(c.status.as_ref()?.conditions.as_ref(), type_)
+}
+
+fn group_condition(g: &DaskWorkerGroup, type_: &str) -> Option<Condition> {
+    condition(g.status.as_ref()?.conditions.as_ref(), type_)
+}
+
+/// Waits until the DaskCluster `name` has the condition `type_` with `status`, and returns it.
+async fn wait_cluster_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> DaskCluster {
+    let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("DaskCluster {name} {type_}={status}"),
+        TIMEOUT,
+        || async {
+            let c = clusters.get_opt(name).await.ok()??;
+            (cluster_condition(&c, type_)?.status == status).then_some(c)
+        },
+    )
+    .await
+}
+
+/// Reports the `n` pods matching `selector` Running and Ready, as a kubelet would.
+async fn report_pods_ready(client: &Client, ns: &str, selector: &str, n: usize) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(selector);
+    let found = eventually(&format!("{n} pods {selector}"), TIMEOUT, || async {
+        let items = pods.list(&lp).await.ok()?.items;
+        (items.len() == n).then_some(items)
+    })
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
+        .collect();
+    let patch = json!({"status": {"phase": "Running", "conditions": conditions}});
+    for pod in found {
+        pods.patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    }
 }
 
 async fn warning_events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
@@ -348,14 +408,16 @@ async fn worker_group_for_a_missing_cluster_reports_and_recovers() {
             },
         )
         .await;
-        assert!(
-            group
-                .status
-                .unwrap()
-                .message
-                .unwrap()
-                .contains("\"simple\" does not exist")
+        let message = group.status.as_ref().unwrap().message.clone().unwrap();
+        assert!(message.contains("\"simple\" does not exist"), "{message}");
+        let degraded = group_condition(&group, "Degraded").expect("a Degraded condition");
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "ClusterNotFound")
         );
+        assert!(degraded.message.contains("\"simple\" does not exist"));
+        let available = group_condition(&group, "Available").unwrap();
+        assert_eq!(available.status, "False");
         eventually("a Warning event ClusterNotFound", TIMEOUT, || async {
             (!warning_events(&client, &ns, "simple-additional", "ClusterNotFound")
                 .await
@@ -367,11 +429,15 @@ async fn worker_group_for_a_missing_cluster_reports_and_recovers() {
 
         create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
         wait_workers(&client, &ns, "simple-additional", 1).await;
-        let group = eventually("the message to clear", TIMEOUT, || async {
+        let group = eventually("the message and Degraded to clear", TIMEOUT, || async {
             let g = groups.get("simple-additional").await.ok()?;
-            g.status.as_ref()?.message.is_none().then_some(g)
+            let clear = g.status.as_ref()?.message.is_none()
+                && group_condition(&g, "Degraded")?.status == "False";
+            clear.then_some(g)
         })
         .await;
+        let degraded = group_condition(&group, "Degraded").unwrap();
+        assert_eq!(degraded.reason, "AsExpected");
         assert_eq!(group.status.unwrap().replicas, Some(1));
     })
     .await;
@@ -448,6 +514,228 @@ async fn kopf_finalizer_is_removed_so_deletion_completes() {
                 .then_some(())
         })
         .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cluster_conditions_follow_the_scheduler_and_keep_their_transition_times() {
+    with_unscheduled_namespace("op-conditions", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+
+        // The scheduler pod is never scheduled: Running (upstream's phase: the Service exists) but
+        // not Available.
+        let waiting = wait_cluster_condition(&client, &ns, "simple", "Available", "False").await;
+        assert_eq!(
+            waiting.status.as_ref().unwrap().phase.as_deref(),
+            Some("Running")
+        );
+        let available = cluster_condition(&waiting, "Available").unwrap();
+        assert_eq!(available.reason, "SchedulerNotReady");
+        assert_eq!(available.observed_generation, waiting.metadata.generation);
+        let degraded = cluster_condition(&waiting, "Degraded").unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("False", "AsExpected")
+        );
+
+        report_pods_ready(
+            &client,
+            &ns,
+            "dask.org/cluster-name=simple,dask.org/component=scheduler",
+            1,
+        )
+        .await;
+        let ready = wait_cluster_condition(&client, &ns, "simple", "Available", "True").await;
+        let available = cluster_condition(&ready, "Available").unwrap();
+        assert_eq!(available.reason, "SchedulerReady");
+        assert!(
+            available.last_transition_time.0
+                >= cluster_condition(&waiting, "Available")
+                    .unwrap()
+                    .last_transition_time
+                    .0
+        );
+        let table = kubectl(&["get", "daskcluster", "simple", "-n", &ns]);
+        let (header, row) = table.split_once('\n').unwrap();
+        assert!(
+            header.contains("STATUS") && header.contains("AVAILABLE"),
+            "{table}"
+        );
+        assert!(row.contains("Running") && row.contains("True"), "{table}");
+
+        // A scale is a reconcile that changes the status (replicas) but not the scheduler: Available
+        // and Degraded keep their lastTransitionTime.
+        // Times have whole seconds: let the clock pass the transition's second first, so that a time
+        // rewritten by the scale would differ.
+        let since = available.last_transition_time.0.as_second();
+        eventually(
+            "the clock to pass the transition's second",
+            TIMEOUT,
+            || async { (k8s_openapi::jiff::Timestamp::now().as_second() > since).then_some(()) },
+        )
+        .await;
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let patch = json!({"spec": {"worker": {"replicas": 3}}});
+        clusters
+            .patch("simple", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let scaled = eventually(
+            "status.replicas 3 and Progressing=False",
+            TIMEOUT,
+            || async {
+                let c = clusters.get("simple").await.ok()?;
+                let settled = c.status.as_ref()?.replicas == Some(3)
+                    && cluster_condition(&c, "Progressing")?.status == "False";
+                settled.then_some(c)
+            },
+        )
+        .await;
+        let after = cluster_condition(&scaled, "Available").unwrap();
+        assert_eq!(
+            (after.status.as_str(), &after.last_transition_time),
+            ("True", &available.last_transition_time)
+        );
+        assert_eq!(
+            after.observed_generation, scaled.metadata.generation,
+            "recomputed for the new generation"
+        );
+        assert_ne!(scaled.metadata.generation, ready.metadata.generation);
+        let degraded_after = cluster_condition(&scaled, "Degraded").unwrap();
+        assert_eq!(
+            degraded_after.last_transition_time,
+            degraded.last_transition_time
+        );
+
+        // The default group: Available once every wanted worker is ready.
+        let groups: Api<DaskWorkerGroup> = Api::namespaced(client.clone(), &ns);
+        let group = eventually(
+            "the group to report 0 of 3 workers ready",
+            TIMEOUT,
+            || async {
+                let g = groups.get("simple-default").await.ok()?;
+                (group_condition(&g, "Available")?.message == "0 of 3 workers ready").then_some(g)
+            },
+        )
+        .await;
+        assert_eq!(
+            group_condition(&group, "Available").unwrap().reason,
+            "WorkersNotReady"
+        );
+        report_pods_ready(&client, &ns, "dask.org/workergroup-name=simple-default", 3).await;
+        let group = eventually("the group Available=True", TIMEOUT, || async {
+            let g = groups.get("simple-default").await.ok()?;
+            (group_condition(&g, "Available")?.status == "True").then_some(g)
+        })
+        .await;
+        let available = group_condition(&group, "Available").unwrap();
+        assert_eq!(
+            (available.reason.as_str(), available.message.as_str()),
+            ("WorkersReady", "3 of 3 workers ready")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_scheduler_that_cannot_create_pods_makes_the_cluster_degraded() {
+    with_unscheduled_namespace("op-quota", |client, ns| async move {
+        let quota = ResourceQuota {
+            metadata: ObjectMeta {
+                name: Some("no-pods".into()),
+                ..Default::default()
+            },
+            spec: Some(k8s_openapi::api::core::v1::ResourceQuotaSpec {
+                hard: Some(
+                    [(
+                        "pods".to_string(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity("0".into()),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Api::<ResourceQuota>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &quota)
+            .await
+            .unwrap();
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+
+        let cluster = wait_cluster_condition(&client, &ns, "simple", "Degraded", "True").await;
+        let degraded = cluster_condition(&cluster, "Degraded").unwrap();
+        assert_eq!(degraded.reason, "ReplicaFailure", "{degraded:?}");
+        assert!(
+            degraded.message.contains("simple-scheduler"),
+            "{degraded:?}"
+        );
+        assert_eq!(
+            cluster_condition(&cluster, "Available").unwrap().status,
+            "False"
+        );
+        // Upstream's phase is unchanged by it.
+        assert_eq!(cluster.status.unwrap().phase.as_deref(), Some("Running"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_persistent_reconcile_error_shows_in_status_and_as_a_warning_event() {
+    with_unscheduled_namespace("op-rejected", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        // Accepted by the DaskCluster schema, rejected by the API server's Deployment validation.
+        let yaml = fixture("simplecluster.yaml").replacen(
+            "        - name: scheduler\n",
+            "        - name: Bad_Scheduler\n",
+            1,
+        );
+        create_from_yaml(&client, &ns, &yaml).await;
+
+        let cluster = wait_cluster_condition(&client, &ns, "simple", "Degraded", "True").await;
+        let degraded = cluster_condition(&cluster, "Degraded").unwrap();
+        assert_eq!(degraded.reason, "ReconcileError");
+        assert!(
+            degraded.message.contains("scheduler Deployment")
+                && degraded.message.contains("Bad_Scheduler"),
+            "{degraded:?}"
+        );
+        let events = eventually("a Warning event ReconcileError", TIMEOUT, || async {
+            let e = warning_events(&client, &ns, "simple", "ReconcileError").await;
+            (!e.is_empty()).then_some(e)
+        })
+        .await;
+        assert!(
+            events[0]
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Bad_Scheduler"),
+            "{events:?}"
+        );
+        assert!(
+            cluster.status.unwrap().phase.is_none(),
+            "no phase until the children exist"
+        );
+
+        // Fixed: the next successful reconcile clears it.
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let fix = json!({"spec": {"scheduler": {"spec": {"containers": [
+            {"name": "scheduler", "image": "dask-kubernetes:dev", "args": ["dask-scheduler"]}
+        ]}}}});
+        clusters
+            .patch("simple", &PatchParams::default(), &Patch::Merge(&fix))
+            .await
+            .unwrap();
+        let fixed = wait_cluster_condition(&client, &ns, "simple", "Degraded", "False").await;
+        assert_eq!(
+            cluster_condition(&fixed, "Degraded").unwrap().reason,
+            "AsExpected"
+        );
+        assert_eq!(fixed.status.unwrap().phase.as_deref(), Some("Running"));
     })
     .await;
 }

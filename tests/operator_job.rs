@@ -360,7 +360,19 @@ async fn with_wait_for_scheduler_the_runner_starts_once_the_scheduler_is_ready()
         })
         .await;
         assert!(pods.get_opt("simple-job-runner").await.unwrap().is_none());
+        // What the job waits for: its DaskCluster's Available condition.
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let available = |c: &DaskCluster| {
+            let conditions = c.status.as_ref()?.conditions.as_ref()?;
+            let available = conditions.iter().find(|c| c.type_ == "Available")?;
+            Some(available.status.clone())
+        };
+        let cluster = clusters.get("simple-job").await.unwrap();
+        assert_ne!(available(&cluster).as_deref(), Some("True"));
         report_scheduler_ready(&client, &ns, "simple-job").await;
+        // The runner exists, so the job saw the cluster Available (and the scheduler stays ready).
+        let cluster = clusters.get("simple-job").await.unwrap();
+        assert_eq!(available(&cluster).as_deref(), Some("True"));
     })
     .await;
 }

@@ -1,6 +1,6 @@
 //! What the controllers remember about an object between reconciles: its failure count (for the
-//! backoff) and the status last written to it (see [`Context::current_status`]). Kept per object UID
-//! and bounded by the objects that exist:
+//! backoff), the error last shown in its status (see [`super::errors`]) and the status last written to
+//! it (see [`Context::current_status`]). Kept per object UID and bounded by the objects that exist:
 //!
 //! - An object's entries are dropped when the shared watch of its kind sees it deleted (`shared()` in
 //!   the parent module). A reconcile cannot do it: once the object is gone from the store the
@@ -33,6 +33,8 @@ struct Entry {
     /// The object's kind, for [`Bookkeeping::retain`].
     kind: String,
     failures: u32,
+    /// The error shown in the object's status since its last success (`errors::signature`).
+    reported: Option<String>,
     written: Option<Written>,
 }
 
@@ -60,8 +62,8 @@ impl Bookkeeping {
         } else if live() {
             let entry = Entry {
                 kind: kind.into(),
-                failures: 0,
                 written: Some(written),
+                ..Default::default()
             };
             entries.insert(uid.into(), entry);
         }
@@ -79,18 +81,49 @@ impl Bookkeeping {
             let entry = Entry {
                 kind: kind.into(),
                 failures: 1,
-                written: None,
+                ..Default::default()
             };
             entries.insert(uid.into(), entry);
         }
         1
     }
 
-    /// Resets the failure count of `uid`.
+    /// The failures of `uid` in a row so far.
+    fn failures(&self, uid: &str) -> u32 {
+        self.entries
+            .lock()
+            .unwrap()
+            .get(uid)
+            .map_or(0, |e| e.failures)
+    }
+
+    /// The error shown in the status of `uid` since its last success.
+    fn reported(&self, uid: &str) -> Option<String> {
+        self.entries.lock().unwrap().get(uid)?.reported.clone()
+    }
+
+    /// Records that `error` is shown in the status of the object `uid` of `kind`, if `live()` says it
+    /// still exists.
+    fn record_reported(&self, kind: &str, uid: &str, error: String, live: impl FnOnce() -> bool) {
+        let mut entries = self.entries.lock().unwrap();
+        if let Some(entry) = entries.get_mut(uid) {
+            entry.reported = Some(error);
+        } else if live() {
+            let entry = Entry {
+                kind: kind.into(),
+                reported: Some(error),
+                ..Default::default()
+            };
+            entries.insert(uid.into(), entry);
+        }
+    }
+
+    /// Resets the failure count of `uid` and forgets the error it showed.
     fn record_success(&self, uid: &str) {
         let mut entries = self.entries.lock().unwrap();
         if let Some(entry) = entries.get_mut(uid) {
             entry.failures = 0;
+            entry.reported = None;
             if entry.written.is_none() {
                 entries.remove(uid);
             }
@@ -190,6 +223,24 @@ impl Context {
         self.bookkeeping
             .record_failure(&K::kind(&()), uid, || self.in_store(obj))
     }
+
+    /// The failures of `obj` in a row so far (this failure not yet counted, in `errors::report`).
+    pub(super) fn failures<K: Resource<DynamicType = ()>>(&self, obj: &K) -> u32 {
+        self.bookkeeping
+            .failures(obj.meta().uid.as_deref().unwrap_or_default())
+    }
+
+    /// The error shown in the status of `obj` since its last success.
+    pub(super) fn reported<K: Resource<DynamicType = ()>>(&self, obj: &K) -> Option<String> {
+        self.bookkeeping
+            .reported(obj.meta().uid.as_deref().unwrap_or_default())
+    }
+
+    pub(super) fn record_reported<K: Resource<DynamicType = ()>>(&self, obj: &K, error: String) {
+        let uid = obj.meta().uid.as_deref().unwrap_or_default();
+        self.bookkeeping
+            .record_reported(&K::kind(&()), uid, error, || self.in_store(obj))
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +286,22 @@ mod tests {
         assert_eq!(b.written("b"), Some(written("1")), "the status is kept");
         b.record_success("unknown");
         assert_eq!(b.tracked_objects(), 1);
+    }
+
+    #[test]
+    fn a_reported_error_is_remembered_until_a_success() {
+        let b = Bookkeeping::default();
+        assert_eq!(b.failures("a"), 0);
+        b.record_failure("DaskCluster", "a", || true);
+        b.record_failure("DaskCluster", "a", || true);
+        assert_eq!(b.failures("a"), 2);
+        b.record_reported("DaskCluster", "a", "boom".into(), || true);
+        assert_eq!(b.reported("a").as_deref(), Some("boom"));
+        b.record_success("a");
+        assert_eq!((b.failures("a"), b.reported("a")), (0, None));
+        assert_eq!(b.tracked_objects(), 0, "nothing else was remembered");
+        b.record_reported("DaskCluster", "gone", "boom".into(), || false);
+        assert_eq!(b.tracked_objects(), 0);
     }
 
     #[test]

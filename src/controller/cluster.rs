@@ -10,6 +10,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
+use super::conditions::{self, HasConditions, reasons};
 use super::{
     Context, Touched, apply, drain, error_policy, patch_status, remove_kopf_leftovers, requeue,
     tracked,
@@ -49,13 +50,22 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
     }
     let (name, namespace) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
     let current = ctx.current_status(cluster.as_ref());
+    let current_conditions = current.as_ref().map(|s| s.conditions()).unwrap_or_default();
     let generation = cluster.meta().generation;
+    let now = conditions::now();
 
     if let Err(message) = names::validate_cluster_name(&name) {
+        let wanted = conditions::unusable(reasons::INVALID_NAME, &message);
         let status = DaskClusterStatus {
             phase: Some(phase::ERROR.into()),
             message: Some(message.clone()),
             observed_generation: generation,
+            conditions: Some(conditions::merge(
+                current_conditions,
+                &wanted,
+                generation,
+                &now,
+            )),
             ..Default::default()
         };
         if patch_status(&ctx, cluster.as_ref(), &status).await? {
@@ -83,7 +93,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
 
     let existing = observed_deployment.as_ref().and_then(|d| d.spec.as_ref());
     let deployment = build::scheduler_deployment(&cluster, existing);
-    apply(
+    let deployment = apply(
         &ctx,
         deployment,
         observed_deployment.as_deref(),
@@ -108,6 +118,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
 
+    let wanted = conditions::cluster(&deployment, &group, cluster.spec.worker.replicas);
     let group_status = group.status.unwrap_or_default();
     let status = DaskClusterStatus {
         phase: Some(service_phase(&service).into()),
@@ -115,6 +126,12 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
         replicas: group_status.replicas,
         selector: group_status.selector,
         observed_generation: generation,
+        conditions: Some(conditions::merge(
+            current_conditions,
+            &wanted,
+            generation,
+            &now,
+        )),
     };
     if patch_status(&ctx, cluster.as_ref(), &status).await?
         && current.as_ref().and_then(|s| s.phase.as_deref()) != status.phase.as_deref()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
+use super::conditions::{self, HasConditions, Want};
 use super::{
     Context, Touched, apply, delete, drain, error_policy, patch_status, remove_kopf_leftovers,
     requeue, tracked,
@@ -41,7 +42,9 @@ pub(super) async fn controller(
     let stream = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
         .owns_stream(clusters)
         .owns_stream(runners)
-        // A job's runner waits for its scheduler: the scheduler Deployment `<job>-scheduler` wakes the job.
+        // A job's runner waits for its cluster to be `Available`, and the cluster's status update wakes
+        // the job (owned). Waking it on the scheduler Deployment `<job>-scheduler` too is redundant now
+        // (left until the runtime's wiring drops this stream).
         .watches_stream(deployments, |d: Deployment| {
             let labels = d.labels();
             let scheduler = labels.get(COMPONENT).map(String::as_str) == Some(component::SCHEDULER);
@@ -140,7 +143,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         }
         return cluster_name_taken(&ctx, &job, status).await;
     }
-    apply(
+    let cluster = apply(
         &ctx,
         build::job_cluster(&job),
         observed_cluster.as_ref(),
@@ -175,10 +178,11 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
     }
 
     // With `waitForScheduler`, the runner starts once the scheduler is ready, so its client never times
-    // out waiting for a scheduler that is still starting (the scheduler Deployment wakes this reconcile).
+    // out waiting for a scheduler that is still starting: once the cluster is `Available` (its status
+    // update wakes this reconcile).
     let not_started = status.job_status.as_deref() == Some(job_status::CLUSTER_CREATED);
     if runner.is_none() && not_started {
-        if job.spec.job.wait_for_scheduler && !scheduler_ready(&ctx, &namespace, &name) {
+        if job.spec.job.wait_for_scheduler && !cluster_available(&cluster) {
             return Ok(requeue());
         }
         runner = Some(create_runner(&ctx, &job).await?);
@@ -278,11 +282,11 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 /// Makes `status` terminal: `outcome` (Successful or Failed) at `end`, with its reason, message and
-/// condition (`Complete` or `Failed`).
+/// condition (`Complete` or `Failed`, which replaces any other).
 fn set_terminal(
     status: &mut DaskJobStatus,
     outcome: &str,
-    reason: &str,
+    reason: &'static str,
     message: &str,
     end: Time,
     generation: Option<i64>,
@@ -296,14 +300,9 @@ fn set_terminal(
     } else {
         "Failed"
     };
-    status.conditions = Some(vec![Condition {
-        type_: condition.into(),
-        status: "True".into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: end,
-        observed_generation: generation,
-    }]);
+    let want = Want::new(condition, true, reason, message.into());
+    let current = status.conditions().to_vec();
+    status.set_conditions(conditions::merge(&current, &[want], generation, &end));
 }
 
 /// Whether `cluster`, which is not this job's, is on its way out: being deleted, or controlled by an
@@ -413,14 +412,13 @@ fn observe_runner(pod: Option<&Pod>, restart_limit: i32) -> Runner {
     }
 }
 
-/// Whether the job's scheduler Deployment has a ready pod.
-fn scheduler_ready(ctx: &Context, namespace: &str, cluster: &str) -> bool {
-    let scheduler = ObjectRef::new(&names::scheduler(cluster)).within(namespace);
-    ctx.stores
-        .deployments
-        .get(&scheduler)
-        .and_then(|d| d.status.as_ref()?.ready_replicas)
-        .is_some_and(|n| n > 0)
+/// Whether the job's DaskCluster (as cached, or as just applied) says it is `Available`: its scheduler
+/// has a ready pod.
+fn cluster_available(cluster: &DaskCluster) -> bool {
+    cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(s.conditions(), conditions::types::AVAILABLE))
 }
 
 /// Creates the runner pod unless it exists (a crash after the create and before the status write).

@@ -9,13 +9,17 @@
 //! - [`context`]: what a reconcile gets (client, stores, settings, events);
 //! - [`apply`]: the generic writes (apply a child, patch status, delete, adopt);
 //! - [`kopf`]: removing what the Python operator left behind;
+//! - [`conditions`]: `status.conditions`, computed purely from what a reconcile observed;
+//! - [`errors`]: persistent reconcile errors shown in status (`Degraded`) and as Warning Events;
 //! - `cluster`, `workergroup`, `job`, `autoscaler`: one reconcile per kind.
 
 mod apply;
 mod autoscaler;
 mod bookkeeping;
 mod cluster;
+mod conditions;
 mod context;
+mod errors;
 mod job;
 mod kopf;
 mod runtime;

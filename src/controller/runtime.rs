@@ -50,7 +50,7 @@ where
 }
 
 /// Runs `reconcile` once every store holds its first complete list, and resets the object's failure
-/// count when it succeeds.
+/// count when it succeeds; a persistent error shows in the object's status ([`super::errors`]).
 ///
 /// Waiting here rather than before starting the controllers keeps the watches flowing (a controller
 /// that is not polled would stall the shared stores it subscribes to). Every object of the kind gets
@@ -64,7 +64,7 @@ pub(crate) async fn tracked<K, Fut>(
     reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
 ) -> Result<Action>
 where
-    K: Resource<DynamicType = ()>,
+    K: super::errors::Reportable,
     Fut: std::future::Future<Output = Result<Action>>,
 {
     // Only fails if the sender is gone, which happens only when the operator stops.
@@ -83,6 +83,7 @@ where
         started.elapsed(),
         result.as_ref().err().map(Error::kind),
     );
+    super::errors::report(obj.as_ref(), &ctx, result.as_ref().map(|_| ())).await;
     if result.is_ok() {
         ctx.record_success(obj.as_ref());
     }

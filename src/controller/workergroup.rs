@@ -10,6 +10,7 @@ use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
+use super::conditions::{self, HasConditions, reasons};
 use super::{
     Context, Touched, adopt, apply, delete, drain, error_policy, naming_cluster, patch_status,
     remove_kopf_leftovers, requeue, tracked,
@@ -53,6 +54,9 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
     let uid = group.uid().unwrap_or_default();
     let selector = labels::selector_string(&build::group_selector(&group));
     let current = ctx.current_status(group.as_ref());
+    let current_conditions = current.as_ref().map(|s| s.conditions()).unwrap_or_default();
+    let generation = group.meta().generation;
+    let now = conditions::now();
 
     let Some(cluster) = ctx
         .stores
@@ -63,10 +67,13 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
             "DaskCluster {:?} does not exist in namespace {namespace}",
             group.spec.cluster
         );
+        let wanted = conditions::unusable(reasons::CLUSTER_NOT_FOUND, &message);
+        let conditions = conditions::merge(current_conditions, &wanted, generation, &now);
         let status = DaskWorkerGroupStatus {
             message: Some(message.clone()),
             selector: Some(selector),
-            observed_generation: group.meta().generation,
+            observed_generation: generation,
+            conditions: Some(conditions),
             ..current.unwrap_or_default()
         };
         if patch_status(&ctx, group.as_ref(), &status).await? {
@@ -128,11 +135,19 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
         info!(%namespace, %name, workers = count, "scaled worker group down");
     }
 
+    let observed: Vec<&Deployment> = workers.iter().map(AsRef::as_ref).collect();
+    let wanted_conditions = conditions::worker_group(&observed, wanted);
     let status = DaskWorkerGroupStatus {
         replicas: Some(count as i32),
         selector: Some(selector),
         message: None,
-        observed_generation: group.meta().generation,
+        observed_generation: generation,
+        conditions: Some(conditions::merge(
+            current_conditions,
+            &wanted_conditions,
+            generation,
+            &now,
+        )),
     };
     patch_status(&ctx, group.as_ref(), &status).await?;
     Ok(requeue())

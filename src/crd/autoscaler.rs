@@ -1,5 +1,6 @@
 //! `DaskAutoscaler`: adaptive scaling bounds for a cluster's default worker group.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,4 +37,9 @@ pub struct DaskAutoscalerSpec {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DaskAutoscalerStatus {}
+pub struct DaskAutoscalerStatus {
+    /// `Degraded` while reconciling the autoscaler keeps failing (for example its cluster is
+    /// missing); `False` again once it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
+}

@@ -1,6 +1,7 @@
 //! `DaskCluster`: a scheduler (Deployment + Service `<name>-scheduler`) and a default worker group
 //! `<name>-default`.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ pub mod phase {
     ),
     printcolumn = r#"{"name": "Workers", "type": "integer", "description": "The number of desired worker Pods", "jsonPath": ".spec.worker.replicas"}"#,
     printcolumn = r#"{"name": "Status", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Available", "type": "string", "description": "Whether the scheduler is ready", "jsonPath": ".status.conditions[?(@.type==\"Available\")].status"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -68,4 +70,10 @@ pub struct DaskClusterStatus {
     /// The `metadata.generation` the status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Available` (the scheduler has a ready pod), `Progressing` (the scheduler or the default worker
+    /// group is rolling out or scaling) and `Degraded` (a persistent error: the scheduler cannot start,
+    /// the default worker group is degraded, or reconciling keeps failing). `lastTransitionTime` moves
+    /// only when a condition's `status` changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
 }

@@ -101,7 +101,8 @@ pub struct DaskJobStatus {
     /// The `metadata.generation` the status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Complete` or `Failed` once the job ended, as for batch/v1 Jobs.
+    /// `Complete` or `Failed` once the job ended, as for batch/v1 Jobs; `Degraded` while reconciling
+    /// the job keeps failing (`False` again once it succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
 }

@@ -1,5 +1,6 @@
 //! `DaskWorkerGroup`: a set of Dask workers, one Deployment `<group>-worker-<10 hex>` each.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,7 @@ use super::common::WorkerSpec;
         label_selector_path = ".status.selector"
     ),
     printcolumn = r#"{"name": "Workers", "type": "integer", "description": "The number of desired worker Pods", "jsonPath": ".spec.worker.replicas"}"#,
+    printcolumn = r#"{"name": "Available", "type": "string", "description": "Whether every wanted worker is ready", "jsonPath": ".status.conditions[?(@.type==\"Available\")].status"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 pub struct DaskWorkerGroupSpec {
@@ -50,4 +52,10 @@ pub struct DaskWorkerGroupStatus {
     /// The `metadata.generation` the status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// `Available` (every wanted worker is ready), `Progressing` (workers are being created, deleted
+    /// or rolled out) and `Degraded` (a persistent error: the cluster is missing, workers cannot
+    /// start, or reconciling keeps failing). `lastTransitionTime` moves only when a condition's
+    /// `status` changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
 }
