@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -27,7 +26,6 @@ use super::{
 use crate::crd::job::job_status;
 use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use crate::error::{Error, Result};
-use crate::resources::labels::{CLUSTER_NAME, COMPONENT, component};
 use crate::resources::{job as build, names};
 
 pub(super) async fn controller(
@@ -35,25 +33,14 @@ pub(super) async fn controller(
     jobs: ReflectHandle<DaskJob>,
     clusters: Touched<DaskCluster>,
     runners: Touched<Pod>,
-    deployments: Touched<Deployment>,
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let stream = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
         .owns_stream(clusters)
         .owns_stream(runners)
-        // A job's runner waits for its cluster to be `Available`, and the cluster's status update wakes
-        // the job (owned). Waking it on the scheduler Deployment `<job>-scheduler` too is redundant now
-        // (left until the runtime's wiring drops this stream).
-        .watches_stream(deployments, |d: Deployment| {
-            let labels = d.labels();
-            let scheduler = labels.get(COMPONENT).map(String::as_str) == Some(component::SCHEDULER);
-            let job = labels.get(CLUSTER_NAME).filter(|_| scheduler).cloned();
-            job.map(|name| {
-                ObjectRef::<DaskJob>::new(&name)
-                    .within(d.namespace().as_deref().unwrap_or_default())
-            })
-        })
+        // A job's runner waits for its cluster to be `Available`: the cluster's status update wakes
+        // the job (owned).
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(

@@ -257,7 +257,7 @@ async fn run_inner(
         watcher::Config::default().labels(&format!("{COMPONENT}={}", component::JOB_RUNNER));
     // Who reads what: clusters (cluster controller; owner triggers for jobs; lookups by groups and
     // autoscalers), groups (group controller; owner triggers for clusters), deployments (owner triggers
-    // for clusters and groups; a job waits for its scheduler's), services (clusters), runner pods (jobs).
+    // for clusters and groups), services (clusters), runner pods (jobs); a job waits for its cluster's status.
     let book = Some(bookkeeping.clone());
     let (mut clusters, clusters_driver) = shared(
         api_for::<DaskCluster>(&client, ns),
@@ -291,7 +291,7 @@ async fn run_inner(
         api_for::<Deployment>(&client, ns),
         dask_children,
         0,
-        3,
+        2,
         None,
     );
     let (mut services, services_driver) = shared(
@@ -367,7 +367,6 @@ async fn run_inner(
             jobs.subscribers.pop().unwrap(),
             clusters.children.pop().unwrap(),
             runners.children.pop().unwrap(),
-            deployments.children.pop().unwrap(),
             config.clone(),
             shutdown.clone(),
         )),
