@@ -436,9 +436,8 @@ where
     if owners.iter().any(|o| o.uid == cluster_uid) {
         return Ok(());
     }
-    let mut owner = cluster
-        .controller_owner_ref(&())
-        .expect("cluster has a name and uid");
+    let mut owner =
+        crate::resources::controller_owner(cluster).expect("cluster has a name and uid");
     if owners.iter().any(|o| o.controller == Some(true)) {
         owner.controller = Some(false); // only one controller reference is allowed
     }
