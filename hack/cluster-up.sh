@@ -87,11 +87,15 @@ wait_for "etcd /health" 30 etcd etcd_healthy
 if ! daemon_pid kube-apiserver >/dev/null; then
   # The controller-manager exits soon after its API server goes away: restart its clients with it.
   for c in kube-controller-manager kube-scheduler kubelet kube-proxy coredns; do stop_daemon "$c"; done
+  # OwnerReferencesPermissionEnforcement (on in OpenShift, for one): setting blockOwnerDeletion on an
+  # owner reference needs update on the owner's finalizers, and changing the owner references of an
+  # object needs delete on it; the tests run the operator as itself, so its RBAC is checked for that.
   start_daemon kube-apiserver nsenter --net="$NETNS_PATH" -- "$K8S_BIN/kube-apiserver" \
     --etcd-servers=http://127.0.0.1:2379 \
     --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port=6443 \
     --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true \
-    --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction,PodNodeSelector \
+    --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction,PodNodeSelector,OwnerReferencesPermissionEnforcement \
     --client-ca-file="$PKI_DIR/ca.crt" \
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key" \
     --kubelet-client-certificate="$PKI_DIR/apiserver-kubelet-client.crt" \

@@ -739,3 +739,193 @@ async fn a_persistent_reconcile_error_shows_in_status_and_as_a_warning_event() {
     })
     .await;
 }
+
+fn image(d: &Deployment) -> Option<String> {
+    d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+        .image
+        .clone()
+}
+
+fn ports_of(service: &Service) -> Vec<(String, i32)> {
+    let spec = service.spec.as_ref().unwrap();
+    spec.ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.port))
+        .collect()
+}
+
+#[tokio::test]
+async fn children_changed_by_hand_are_restored_and_additions_kept() {
+    with_unscheduled_namespace("op-drift", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        wait_phase(&client, &ns, "simple", "Running").await;
+        let worker = wait_workers(&client, &ns, "simple-default", 2).await[0].name_any();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+
+        // The scheduler's image and env, and a worker's image, changed by hand; an env var added.
+        let scheduler = "deployment/simple-scheduler";
+        kubectl(&["-n", &ns, "set", "image", scheduler, "scheduler=drifted:1"]);
+        kubectl(&["-n", &ns, "set", "env", scheduler, "SCHEDULER_ENV=changed", "ADDED=by-hand"]);
+        kubectl(&["-n", &ns, "set", "image", &format!("deployment/{worker}"), "worker=drifted:1"]);
+        // The Service's port number changed by hand.
+        kubectl(&[
+            "-n", &ns, "patch", "service", "simple-scheduler", "--type=json",
+            "-p", r#"[{"op": "replace", "path": "/spec/ports/0/port", "value": 9999}]"#,
+        ]);
+
+        let d = eventually("the scheduler's image and env to be restored", TIMEOUT, || async {
+            let d = deployments.get("simple-scheduler").await.ok()?;
+            let env = env_of(&d);
+            (image(&d).as_deref() == Some("dask-kubernetes:dev")
+                && env.contains(&("SCHEDULER_ENV".into(), "hello-world".into())))
+            .then_some(d)
+        })
+        .await;
+        assert!(
+            env_of(&d).contains(&("ADDED".into(), "by-hand".into())),
+            "an env var someone added is theirs: {:?}",
+            env_of(&d)
+        );
+        eventually("the worker's image to be restored", TIMEOUT, || async {
+            let d = deployments.get(&worker).await.ok()?;
+            (image(&d).as_deref() == Some("dask-kubernetes:dev")).then_some(())
+        })
+        .await;
+        eventually("the Service's ports to be restored", TIMEOUT, || async {
+            let s = services.get("simple-scheduler").await.ok()?;
+            (ports_of(&s) == [("tcp-comm".to_string(), 8786), ("http-dashboard".to_string(), 8787)])
+                .then_some(())
+        })
+        .await;
+        // Each repair is told on the child.
+        let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+        for name in ["simple-scheduler", worker.as_str()] {
+            eventually(&format!("an Event Restored on {name}"), TIMEOUT, || async {
+                let lp = ListParams::default()
+                    .fields(&format!("involvedObject.name={name},reason=Restored"));
+                (!events.list(&lp).await.ok()?.items.is_empty()).then_some(())
+            })
+            .await;
+        }
+
+        // The default group's worker template changed by hand: restored by the cluster.
+        let groups: Api<DaskWorkerGroup> = Api::namespaced(client.clone(), &ns);
+        let patch = json!({"spec": {"worker": {"spec": {"containers": [{"name": "worker", "image": "drifted:1"}]}}}});
+        groups.patch("simple-default", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        eventually("the default group's worker template to be restored", TIMEOUT, || async {
+            let g = groups.get("simple-default").await.ok()?;
+            let containers = &g.spec.worker.spec.containers;
+            (containers.len() == 1
+                && containers[0].image.as_deref() == Some("dask-kubernetes:dev")
+                && containers[0].env.as_ref().is_some_and(|e| e[0].name == "WORKER_ENV"))
+            .then_some(())
+        })
+        .await;
+        eventually("both workers to keep (or get back) their image", TIMEOUT, || async {
+            let w = workers(&client, &ns, "simple-default").await;
+            (w.len() == 2 && w.iter().all(|d| image(d).as_deref() == Some("dask-kubernetes:dev"))).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_scaled_default_group_keeps_its_replicas_until_the_cluster_is_scaled() {
+    with_unscheduled_namespace("op-scalekeep", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        wait_workers(&client, &ns, "simple-default", 2).await;
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let groups: Api<DaskWorkerGroup> = Api::namespaced(client.clone(), &ns);
+
+        kubectl(&[
+            "-n",
+            &ns,
+            "scale",
+            "daskworkergroup",
+            "simple-default",
+            "--replicas=3",
+        ]);
+        wait_workers(&client, &ns, "simple-default", 3).await;
+        // Something else of the cluster's worker template changes: the group follows it, and keeps 3.
+        let patch = json!({"spec": {"worker": {"metadata": {"labels": {"added": "later"}}}}});
+        clusters
+            .patch("simple", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let group = eventually("the group to get the new worker label", TIMEOUT, || async {
+            let g = groups.get("simple-default").await.ok()?;
+            let labels = g.spec.worker.metadata.as_ref()?.labels.as_ref()?;
+            (labels.get("added").map(String::as_str) == Some("later")).then_some(g)
+        })
+        .await;
+        assert_eq!(
+            group.spec.worker.replicas, 3,
+            "the replicas scaled by hand stay"
+        );
+        eventually("the workers to get the new label", TIMEOUT, || async {
+            let w = workers(&client, &ns, "simple-default").await;
+            (w.len() == 3
+                && w.iter()
+                    .all(|d| d.labels().get("added").map(String::as_str) == Some("later")))
+            .then_some(())
+        })
+        .await;
+
+        // The cluster's own replicas change: they win.
+        kubectl(&["-n", &ns, "scale", "daskcluster", "simple", "--replicas=1"]);
+        wait_workers(&client, &ns, "simple-default", 1).await;
+        assert_eq!(
+            groups
+                .get("simple-default")
+                .await
+                .unwrap()
+                .spec
+                .worker
+                .replicas,
+            1
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_autoscaler_is_adopted_by_its_cluster() {
+    with_unscheduled_namespace("op-autoscaler", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        let cluster = wait_phase(&client, &ns, "simple", "Running").await;
+        create_from_yaml(
+            &client,
+            &ns,
+            "apiVersion: kubernetes.dask.org/v1\nkind: DaskAutoscaler\nmetadata:\n  name: simple\n\
+             spec:\n  cluster: simple\n  minimum: 1\n  maximum: 3\n",
+        )
+        .await;
+        let autoscalers: Api<dask_operator::crd::DaskAutoscaler> =
+            Api::namespaced(client.clone(), &ns);
+        // Changing an object's owner references needs delete on it, and blockOwnerDeletion update on
+        // the owner's finalizers, under OwnerReferencesPermissionEnforcement.
+        let owner = eventually(
+            "the autoscaler to be owned by its cluster",
+            TIMEOUT,
+            || async {
+                let a = autoscalers.get("simple").await.ok()?;
+                a.owner_references()
+                    .iter()
+                    .find(|o| Some(&o.uid) == cluster.uid().as_ref())
+                    .cloned()
+            },
+        )
+        .await;
+        assert_eq!(
+            (owner.controller, owner.block_owner_deletion),
+            (Some(true), Some(true))
+        );
+    })
+    .await;
+}

@@ -7,7 +7,7 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::labels::{self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, component};
-use super::{child_meta, names};
+use super::{child_meta, controller_owner, names};
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupSpec};
 
 /// Labels the scheduler Deployment selects its pod by, unless an existing Deployment already has a
@@ -52,7 +52,7 @@ pub fn scheduler_deployment(
         metadata: child_meta(
             names::scheduler(&name),
             cluster.meta(),
-            cluster.controller_owner_ref(&()),
+            controller_owner(cluster),
             labels,
             annotations,
         ),
@@ -92,7 +92,7 @@ pub fn scheduler_service(cluster: &DaskCluster) -> Service {
         metadata: child_meta(
             names::scheduler(&name),
             cluster.meta(),
-            cluster.controller_owner_ref(&()),
+            controller_owner(cluster),
             labels,
             annotations,
         ),
@@ -113,7 +113,7 @@ pub fn default_worker_group(cluster: &DaskCluster) -> DaskWorkerGroup {
         metadata: child_meta(
             names::default_worker_group(&name),
             cluster.meta(),
-            cluster.controller_owner_ref(&()),
+            controller_owner(cluster),
             labels,
             annotations,
         ),

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Resource, ResourceExt};
 
 use super::labels::{self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, component};
-use super::{append_env, child_meta, names};
+use super::{append_env, child_meta, controller_owner, names};
 use crate::crd::{DaskCluster, DaskClusterSpec, DaskJob};
 
 /// DaskCluster `<job>`: the job's scheduler and workers (`idleTimeout` does not apply to job clusters).
@@ -17,7 +17,7 @@ pub fn job_cluster(job: &DaskJob) -> DaskCluster {
         metadata: child_meta(
             name.clone(),
             job.meta(),
-            job.controller_owner_ref(&()),
+            controller_owner(job),
             labels,
             annotations,
         ),
@@ -49,7 +49,7 @@ pub fn runner_pod(job: &DaskJob) -> Pod {
         metadata: child_meta(
             names::runner(&name),
             job.meta(),
-            job.controller_owner_ref(&()),
+            controller_owner(job),
             labels,
             annotations,
         ),

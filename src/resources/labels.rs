@@ -15,6 +15,12 @@ pub const WORKER_NAME: &str = "dask.org/worker-name";
 
 /// Annotation on every child: a hash of the desired object, so an unchanged child is not written again.
 pub const SPEC_HASH: &str = "kubernetes.dask.org/spec-hash";
+/// Annotation on a child whose users scale it (a DaskWorkerGroup or DaskCluster the operator made): the
+/// replicas its parent asked for when the operator last wrote it, so that only a change of the
+/// parent's value overrides the child's own.
+pub const PARENT_REPLICAS: &str = "kubernetes.dask.org/parent-replicas";
+/// The operator's own annotations on a child: never inherited from a parent.
+const OWN_ANNOTATIONS: [&str; 2] = [SPEC_HASH, PARENT_REPLICAS];
 /// kopf's finalizer on objects left by the Python operator; removed on takeover.
 pub const KOPF_FINALIZER: &str = "kopf.zalando.org/KopfFinalizerMarker";
 /// Prefix of kopf's annotations on objects left by the Python operator; removed on takeover.
@@ -46,7 +52,8 @@ pub fn inherit(parent: &ObjectMeta, template: &Option<SimpleObjectMeta>) -> (Map
         .iter()
         .flatten()
         .filter(|(k, _)| {
-            k.as_str() != SPEC_HASH && !IGNORED_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))
+            !OWN_ANNOTATIONS.contains(&k.as_str())
+                && !IGNORED_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -89,6 +96,7 @@ mod tests {
                 ("kopf.zalando.org/last-handled-configuration", "x"),
                 ("kubectl.kubernetes.io/last-applied-configuration", "y"),
                 (SPEC_HASH, "h"),
+                (PARENT_REPLICAS, "2"),
             ])),
             ..Default::default()
         };

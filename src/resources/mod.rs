@@ -7,7 +7,12 @@ pub mod labels;
 pub mod names;
 pub mod workers;
 
+#[cfg(test)]
+mod rbac_tests;
+
 use k8s_openapi::api::core::v1::{EnvVar, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
 use kube::api::ObjectMeta;
 use labels::Map;
 
@@ -28,11 +33,22 @@ pub fn append_env(spec: &mut PodSpec, vars: &[(&str, &str)]) {
     }
 }
 
+/// The owner reference of a child to its parent: the parent is its controller, and (as upstream's
+/// kopf sets it) blocks the owner's foreground deletion until the child is gone. Setting
+/// `blockOwnerDeletion` needs `update` on the owner's `finalizers` under the
+/// OwnerReferencesPermissionEnforcement admission plugin (the chart's rules grant it).
+pub fn controller_owner<K: Resource<DynamicType = ()>>(parent: &K) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        block_owner_deletion: Some(true),
+        ..parent.controller_owner_ref(&())?
+    })
+}
+
 /// Metadata of a child: name, namespace, labels, annotations and the parent as controller owner.
 pub fn child_meta(
     name: String,
     parent: &ObjectMeta,
-    owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+    owner: Option<OwnerReference>,
     labels: Map,
     annotations: Map,
 ) -> ObjectMeta {

@@ -9,7 +9,7 @@ use kube::{Resource, ResourceExt};
 use super::labels::{
     self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, Map, WORKER_NAME, WORKERGROUP_NAME, component,
 };
-use super::{append_env, child_meta, names};
+use super::{append_env, child_meta, controller_owner, names};
 use crate::crd::DaskWorkerGroup;
 
 /// The labels on every worker Deployment and pod of a group: how workers are counted.
@@ -82,7 +82,7 @@ pub fn worker_deployment(
         metadata: child_meta(
             name.to_string(),
             group.meta(),
-            group.controller_owner_ref(&()),
+            controller_owner(group),
             labels.clone(),
             annotations.clone(),
         ),

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: a client for the local cluster, a namespace per
-//! test that is always deleted afterwards, and polling with a deadline.
+//! test that is always deleted afterwards, polling with a deadline, and the operator run in-process
+//! with its own identity (not the admin's), so that its RBAC is what the tests exercise.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod faultproxy;
@@ -7,7 +8,7 @@ pub mod faultproxy;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
@@ -41,6 +42,124 @@ pub async fn config() -> Config {
 
 pub async fn client() -> Client {
     Client::try_from(config().await).expect("client from kubeconfig")
+}
+
+/// The operator's own identity: `$DASK_OPERATOR_TEST_KUBECONFIG`, else `operator.kubeconfig` next to
+/// the admin kubeconfig (user `dask-operator`, written by `make cluster-up`, bound to the rules of
+/// `deploy/rbac.yaml`). Set the variable to the admin kubeconfig to run the operator as admin.
+pub fn operator_kubeconfig_path() -> PathBuf {
+    std::env::var_os("DASK_OPERATOR_TEST_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| kubeconfig_path().with_file_name("operator.kubeconfig"))
+}
+
+/// A client with the operator's own identity ([`operator_kubeconfig_path`]).
+pub async fn operator_client() -> Client {
+    let path = operator_kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!(
+            "the operator runs with its own identity: cannot read {} ({e}); run `make cluster-up`, \
+             or set DASK_OPERATOR_TEST_KUBECONFIG",
+            path.display()
+        )
+    });
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("operator kubeconfig is valid");
+    Client::try_from(config).expect("client from the operator kubeconfig")
+}
+
+/// Applies `deploy/rbac.yaml` (the operator identity's ClusterRole and binding, generated from the
+/// chart's rules) with the admin `client`, as `make cluster-up` does and with its field manager (so
+/// that neither conflicts with the other), so that a cluster brought up before the rules last changed
+/// runs the tests with the current ones; then waits until the API server's authorizer grants every
+/// rule to the operator in `namespace`. Once per test process (tests starting at once may both do it:
+/// it is idempotent).
+pub async fn apply_operator_rbac(client: &Client, namespace: &str) {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use kube::api::{Patch, PatchParams};
+    static APPLIED: AtomicBool = AtomicBool::new(false);
+    if APPLIED.load(Ordering::Acquire) {
+        return;
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).expect("deploy/rbac.yaml is YAML");
+    let params = PatchParams::apply("cluster-up").force();
+    let mut checks = Vec::new();
+    for doc in docs {
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let kind = doc["kind"].as_str().unwrap().to_string();
+        let applied = match kind.as_str() {
+            "ClusterRole" => {
+                let role: ClusterRole = serde_json::from_value(doc.clone()).unwrap();
+                // What the operator may do in a namespace (rules not limited to named objects).
+                for rule in role
+                    .rules
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.resource_names.is_none())
+                {
+                    for group in rule.api_groups.iter().flatten() {
+                        for resource in rule.resources.iter().flatten() {
+                            let (resource, subresource) = match resource.split_once('/') {
+                                Some((r, s)) => (r, Some(s.to_string())),
+                                None => (resource.as_str(), None),
+                            };
+                            for verb in &rule.verbs {
+                                checks.push(ResourceAttributes {
+                                    group: Some(group.clone()),
+                                    resource: Some(resource.to_string()),
+                                    subresource: subresource.clone(),
+                                    verb: Some(verb.clone()),
+                                    namespace: Some(namespace.to_string()),
+                                    ..Default::default()
+                                });
+                            }
+                        }
+                    }
+                }
+                Api::<ClusterRole>::all(client.clone())
+                    .patch(&name, &params, &Patch::Apply(&doc))
+                    .await
+                    .map(|_| ())
+            }
+            "ClusterRoleBinding" => Api::<ClusterRoleBinding>::all(client.clone())
+                .patch(&name, &params, &Patch::Apply(&doc))
+                .await
+                .map(|_| ()),
+            other => panic!("deploy/rbac.yaml: unexpected kind {other}"),
+        };
+        applied.unwrap_or_else(|e| panic!("apply {kind} {name} from deploy/rbac.yaml: {e}"));
+    }
+    assert!(!checks.is_empty(), "deploy/rbac.yaml grants nothing");
+    // The authorizer's cache follows within moments: ask it, as the operator.
+    let reviews = Api::<SelfSubjectAccessReview>::all(operator_client().await);
+    eventually(
+        "the operator identity to be granted the rules of deploy/rbac.yaml",
+        Duration::from_secs(30),
+        || async {
+            for attributes in &checks {
+                let review = SelfSubjectAccessReview {
+                    spec: SelfSubjectAccessReviewSpec {
+                        resource_attributes: Some(attributes.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let answer = reviews.create(&PostParams::default(), &review).await.ok()?;
+                answer.status?.allowed.then_some(())?;
+            }
+            Some(())
+        },
+    )
+    .await;
+    APPLIED.store(true, Ordering::Release);
 }
 
 /// A namespace name unique to this process and call: `<prefix>-<time><counter>`.
@@ -168,6 +287,8 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Starts the controllers for `namespace` with the operator's own identity
+    /// ([`operator_client`]); `client` (the admin) installs the CRDs and the operator's RBAC.
     pub async fn start(client: &Client, namespace: &str) -> Operator {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -177,13 +298,14 @@ impl Operator {
             .with_test_writer()
             .try_init();
         install_crds(client).await;
+        apply_operator_rbac(client, namespace).await;
         let settings = dask_operator::controller::Settings {
             namespace: Some(namespace.to_string()),
             ..Default::default()
         };
         let bookkeeping = std::sync::Arc::default();
         let task = tokio::spawn(dask_operator::controller::run_with_bookkeeping(
-            client.clone(),
+            operator_client().await,
             settings,
             std::sync::Arc::clone(&bookkeeping),
             std::future::pending(),

@@ -17,19 +17,22 @@ from chartlib import (CASES, CHART, NAMESPACE, REPO, env_of, generate, objects, 
 
 # What the operator does in a namespace it watches: exactly this, in both RBAC modes.
 NAMESPACE_RULES = [
-    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskclusters", "daskworkergroups"],
+    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskclusters"],
      "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs", "daskautoscalers"],
-     "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskworkergroups"],
+     "verbs": ["list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskautoscalers"],
+     "verbs": ["list", "watch", "patch", "delete"]},
+    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs"], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": ["kubernetes.dask.org"],
-     "resources": ["daskclusters/status", "daskworkergroups/status", "daskjobs/status", "daskautoscalers/status"],
-     "verbs": ["get", "patch"]},
+     "resources": ["daskclusters/status", "daskworkergroups/status", "daskjobs/status"],
+     "verbs": ["patch"]},
     {"apiGroups": ["kubernetes.dask.org"],
      "resources": ["daskclusters/finalizers", "daskworkergroups/finalizers", "daskjobs/finalizers"],
      "verbs": ["update"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 CRD_NAMES = [f"{p}.kubernetes.dask.org" for p in ("daskclusters", "daskworkergroups", "daskjobs", "daskautoscalers")]
@@ -73,6 +76,22 @@ def test_namespace_rules_are_exactly_what_the_code_uses(helm, case):
     assert main, "no (Cluster)Role named like the Deployment"
     for role in main:
         assert role["rules"] == NAMESPACE_RULES, f"{role['kind']} {role['metadata']}"
+
+
+def test_owners_finalizers_can_be_updated_and_nothing_is_replaced(helm, case):
+    """Every owner of a child (blockOwnerDeletion under OwnerReferencesPermissionEnforcement needs
+    update on its finalizers) in every (Cluster)Role of the operator's namespace rules; the operator
+    replaces (PUT, verb update) nothing else there. src/resources/rbac_tests.rs derives the owners
+    from the builders."""
+    docs = render(helm, *CASES[case])
+    full = one(docs, "Deployment")["metadata"]["name"]
+    for role in [d for d in docs if d["kind"] in ROLE_KINDS and d["metadata"]["name"] == full]:
+        granted = {(g, res, v) for r in role["rules"] for g in r["apiGroups"] for res in r["resources"]
+                   for v in r["verbs"]}
+        for owner in ("daskclusters", "daskworkergroups", "daskjobs"):
+            assert ("kubernetes.dask.org", f"{owner}/finalizers", "update") in granted, (role["metadata"], owner)
+        assert {res for _, res, v in granted if v == "update"} == {
+            "daskclusters/finalizers", "daskworkergroups/finalizers", "daskjobs/finalizers"}
 
 
 def test_cluster_mode_rbac(helm):

@@ -77,32 +77,50 @@ The four CRDs the operator serves (and checks at start).
 
 {{/*
 THE list of what the operator does in a namespace it watches: the single source of the rules of the
-cluster-mode ClusterRole and of the namespaced-mode Roles. Only the verbs the code uses; no
-wildcards, no Secrets. The finalizers rules let it set blockOwnerDeletion on the owner references of
-its children under the OwnerReferencesPermissionEnforcement admission plugin.
+cluster-mode ClusterRole and of the namespaced-mode Roles. Exactly the verbs the code uses, no
+wildcards, no Secrets. Every kind is watched (list, watch); children are written by server-side apply
+(patch, and create when the child is new). Two rules come from the OwnerReferencesPermissionEnforcement
+admission plugin rather than from a call: changing the owner references of an existing object needs
+delete on it (adopting a user's DaskWorkerGroup or DaskAutoscaler, restoring an owner reference
+removed by hand), and setting blockOwnerDeletion on a child's owner reference needs update on the
+owner's finalizers.
 */}}
 {{- define "dask-operator.rules" -}}
+{{- /* get: a job's cluster the cache does not show yet; delete: a finished job's cluster. */}}
 - apiGroups: [kubernetes.dask.org]
-  resources: [daskclusters, daskworkergroups]
+  resources: [daskclusters]
   verbs: [get, list, watch, create, patch, delete]
+{{- /* create: default groups; delete: owner references (adoption, repair). */}}
 - apiGroups: [kubernetes.dask.org]
-  resources: [daskjobs, daskautoscalers]
-  verbs: [get, list, watch, patch]
+  resources: [daskworkergroups]
+  verbs: [list, watch, create, patch, delete]
+{{- /* patch: adoption, kopf's leftovers; delete: owner references (adoption). */}}
 - apiGroups: [kubernetes.dask.org]
-  resources: [daskclusters/status, daskworkergroups/status, daskjobs/status, daskautoscalers/status]
-  verbs: [get, patch]
+  resources: [daskautoscalers]
+  verbs: [list, watch, patch, delete]
+{{- /* patch: kopf's leftovers. */}}
+- apiGroups: [kubernetes.dask.org]
+  resources: [daskjobs]
+  verbs: [list, watch, patch]
+- apiGroups: [kubernetes.dask.org]
+  resources: [daskclusters/status, daskworkergroups/status, daskjobs/status]
+  verbs: [patch]
+{{- /* The owners of children: clusters (scheduler, Service, groups), groups (workers), jobs. */}}
 - apiGroups: [kubernetes.dask.org]
   resources: [daskclusters/finalizers, daskworkergroups/finalizers, daskjobs/finalizers]
   verbs: [update]
+{{- /* delete: workers on scale-down; owner references (repair). */}}
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
+{{- /* delete: owner references (repair). */}}
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
+{{- /* Job runners, created once; get: a runner the cache does not show yet; patch: stopping one. */}}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
