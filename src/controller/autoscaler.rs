@@ -7,7 +7,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
-use super::{Context, adopt, drain, error_policy, naming_cluster, remove_kopf_leftovers, tracked};
+use super::{Context, adopt, naming_cluster, remove_kopf_leftovers, serve};
 use crate::crd::{DaskAutoscaler, DaskCluster};
 use crate::error::{Error, Result};
 
@@ -21,16 +21,9 @@ pub(super) async fn controller(
     let by_cluster = naming_cluster(ctx.stores.autoscalers.clone(), |a: &DaskAutoscaler| {
         &a.spec.cluster
     });
-    let stream = Controller::for_shared_stream(autoscalers, ctx.stores.autoscalers.clone())
-        .watches_shared_stream(clusters, by_cluster)
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| tracked(obj, ctx, reconcile),
-            error_policy,
-            ctx.clone(),
-        );
-    drain(stream, "DaskAutoscaler").await
+    let controller = Controller::for_shared_stream(autoscalers, ctx.stores.autoscalers.clone())
+        .watches_shared_stream(clusters, by_cluster);
+    serve(controller, ctx, config, shutdown, reconcile).await
 }
 
 async fn reconcile(autoscaler: Arc<DaskAutoscaler>, ctx: Arc<Context>) -> Result<Action> {

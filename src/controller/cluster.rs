@@ -11,10 +11,7 @@ use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, HasConditions, reasons};
-use super::{
-    Context, Touched, apply, drain, error_policy, patch_status, remove_kopf_leftovers, requeue,
-    tracked,
-};
+use super::{Context, Touched, apply, patch_status, remove_kopf_leftovers, requeue, serve};
 use crate::crd::cluster::phase;
 use crate::crd::{DaskCluster, DaskClusterStatus, DaskWorkerGroup};
 use crate::error::Result;
@@ -29,18 +26,11 @@ pub(super) async fn controller(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let stream = Controller::for_shared_stream(clusters, ctx.stores.clusters.clone())
+    let controller = Controller::for_shared_stream(clusters, ctx.stores.clusters.clone())
         .owns_stream(deployments)
         .owns_stream(services)
-        .owns_stream(groups)
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| tracked(obj, ctx, reconcile),
-            error_policy,
-            ctx.clone(),
-        );
-    drain(stream, "DaskCluster").await
+        .owns_stream(groups);
+    serve(controller, ctx, config, shutdown, reconcile).await
 }
 
 async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Action> {

@@ -19,10 +19,7 @@ use serde_json::json;
 use tracing::info;
 
 use super::conditions::{self, HasConditions, Want};
-use super::{
-    Context, Touched, apply, delete, drain, error_policy, patch_status, remove_kopf_leftovers,
-    requeue, tracked,
-};
+use super::{Context, Touched, apply, delete, patch_status, remove_kopf_leftovers, requeue, serve};
 use crate::crd::job::job_status;
 use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use crate::error::{Error, Result};
@@ -36,19 +33,13 @@ pub(super) async fn controller(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let stream = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
+    let controller = Controller::for_shared_stream(jobs, ctx.stores.jobs.clone())
         .owns_stream(clusters)
         .owns_stream(runners)
         // A job's runner waits for its cluster to be `Available`: the cluster's status update wakes
         // the job (owned).
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| tracked(obj, ctx, reconcile),
-            error_policy,
-            ctx.clone(),
-        );
-    drain(stream, "DaskJob").await
+;
+    serve(controller, ctx, config, shutdown, reconcile).await
 }
 
 /// What the runner pod tells about the job.

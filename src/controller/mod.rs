@@ -35,7 +35,7 @@ pub use runtime::{run, run_with, run_with_bookkeeping};
 
 pub(crate) use apply::{adopt, apply, delete, patch_status};
 pub(crate) use kopf::remove_kopf_leftovers;
-pub(crate) use runtime::{Touched, drain, error_policy, naming_cluster, tracked};
+pub(crate) use runtime::{Touched, naming_cluster, serve};
 
 /// The field manager of every write.
 pub const MANAGER: &str = "dask-operator";

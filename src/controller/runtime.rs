@@ -5,11 +5,11 @@ use std::fmt::Debug;
 use std::future::ready;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -189,19 +189,36 @@ where
     }
 }
 
-/// Logs the outcome of each reconcile the way every controller does.
-pub(crate) fn drain<S, T, E>(stream: S, kind: &'static str) -> impl std::future::Future<Output = ()>
-where
-    S: Stream<Item = Result<T, E>>,
-    T: Debug,
-    E: Debug,
+/// Runs `controller` the way every kind runs: at most `config`'s reconciles at once, until
+/// `shutdown`; each reconcile [`tracked`], failures backed off per object ([`error_policy`]), and a
+/// reconcile that could not run logged.
+pub(crate) async fn serve<K, Fut>(
+    controller: Controller<K>,
+    ctx: &Arc<Context>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+) where
+    K: super::errors::Reportable + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K::Status: Send + Sync,
+    Fut: std::future::Future<Output = Result<Action>> + Send + 'static,
 {
-    stream.for_each(move |res| {
-        if let Err(e) = res {
-            debug!(kind, error = ?e, "reconcile not run");
-        }
-        ready(())
-    })
+    let kind = K::kind(&()).to_string();
+    controller
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |obj, ctx| tracked(obj, ctx, reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|res| {
+            if let Err(e) = res {
+                debug!(kind = %kind, error = ?e, "reconcile not run");
+            }
+            ready(())
+        })
+        .await
 }
 
 /// Runs the four controllers until `shutdown` resolves.

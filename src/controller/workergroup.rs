@@ -12,8 +12,8 @@ use tracing::info;
 
 use super::conditions::{self, HasConditions, reasons};
 use super::{
-    Context, Touched, adopt, apply, delete, drain, error_policy, naming_cluster, patch_status,
-    remove_kopf_leftovers, requeue, tracked,
+    Context, Touched, adopt, apply, delete, naming_cluster, patch_status, remove_kopf_leftovers,
+    requeue, serve,
 };
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupStatus};
 use crate::error::{Error, Result};
@@ -32,17 +32,10 @@ pub(super) async fn controller(
     let by_cluster = naming_cluster(ctx.stores.groups.clone(), |g: &DaskWorkerGroup| {
         &g.spec.cluster
     });
-    let stream = Controller::for_shared_stream(groups, ctx.stores.groups.clone())
+    let controller = Controller::for_shared_stream(groups, ctx.stores.groups.clone())
         .owns_stream(deployments)
-        .watches_shared_stream(clusters, by_cluster)
-        .with_config(config)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| tracked(obj, ctx, reconcile),
-            error_policy,
-            ctx.clone(),
-        );
-    drain(stream, "DaskWorkerGroup").await
+        .watches_shared_stream(clusters, by_cluster);
+    serve(controller, ctx, config, shutdown, reconcile).await
 }
 
 async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Action> {
