@@ -51,7 +51,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
     let current = ctx.current_status(cluster.as_ref());
     let generation = cluster.meta().generation;
 
-    if let Err(message) = names::validate_cluster_name(&name) {
+    if let Err(message) = names::validate_cluster_name(&name).map_err(|e| e.to_string()) {
         let status = DaskClusterStatus {
             phase: Some(phase::ERROR.into()),
             message: Some(message.clone()),
@@ -81,8 +81,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
         .groups
         .get(&ObjectRef::new(&group_name).within(&namespace));
 
-    let existing = observed_deployment.as_ref().and_then(|d| d.spec.as_ref());
-    let deployment = build::scheduler_deployment(&cluster, existing);
+    let deployment = build::scheduler_deployment(&cluster, observed_deployment.as_deref());
     apply(
         &ctx,
         deployment,
