@@ -506,6 +506,10 @@ async fn metadata_edits_of_a_running_cluster_restart_no_pod() {
             (ds.len() == 3 && ds.iter().all(|d| d.labels().get(label).map(String::as_str) == Some("r2"))).then_some(ds)
         })
         .await;
+        // The template is what decides a rollout. `metadata.generation` is not compared: the operator
+        // records a new spec hash in an annotation with every write, and the API server bumps a
+        // Deployment's generation on any annotation change (without a template change that starts
+        // no rollout; the pods are compared at the end).
         for (old, new) in before.iter().zip(&relabelled) {
             assert_eq!(old.name_any(), new.name_any());
             assert_eq!(
@@ -596,7 +600,10 @@ async fn the_longest_cluster_and_group_names_get_workers() {
                 assert_eq!(labels["dask.org/worker-name"], names::worker_label(&name));
                 assert!(labels.values().all(|v| v.len() <= 63), "{labels:?}");
             }
-            assert!(env_of(worker).contains(&("DASK_WORKER_NAME".into(), name.clone())));
+            if name.starts_with(&default_group) {
+                // (The other group's fixture sets its own DASK_WORKER_NAME, which is kept.)
+                assert!(env_of(worker).contains(&("DASK_WORKER_NAME".into(), name.clone())));
+            }
         }
     })
     .await;
