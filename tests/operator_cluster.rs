@@ -7,9 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Operator, create_from_yaml, eventually, fixture, kubectl, with_unscheduled_namespace,
+    Operator, create_from_yaml, eventually, fixture, kubectl, try_create_from_yaml,
+    with_unscheduled_namespace,
 };
 use dask_operator::crd::{DaskCluster, DaskWorkerGroup};
+use dask_operator::resources::names;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod, ResourceQuota, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -359,7 +361,9 @@ async fn invalid_cluster_names_end_in_error_with_a_message() {
     with_unscheduled_namespace("op-badname", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         let base = fixture("simplecluster.yaml");
-        for name in ["a.dotted.name", &"x".repeat(54)] {
+        // Upstream's rule rejects the first two; the third passes it, but its Service
+        // `1-starts-with-a-digit-scheduler` is not a DNS-1035 label, which the API server rejects.
+        for name in ["a.dotted.name", &"x".repeat(54), "1-starts-with-a-digit"] {
             create_from_yaml(
                 &client,
                 &ns,
@@ -926,6 +930,196 @@ async fn an_autoscaler_is_adopted_by_its_cluster() {
             (owner.controller, owner.block_owner_deletion),
             (Some(true), Some(true))
         );
+    })
+    .await;
+}
+
+/// The scheduler and worker Deployments of cluster `simple` and their pods, once there are three of
+/// each and the Deployment controller has seen every Deployment's current generation.
+async fn settled_children(client: &Client, ns: &str) -> (Vec<Deployment>, Vec<Pod>) {
+    let lp = ListParams::default().labels("dask.org/cluster-name=simple");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "the scheduler and two workers, seen by the Deployment controller, with a pod each",
+        TIMEOUT,
+        || async {
+            let mut ds = deployments.list(&lp).await.ok()?.items;
+            let ps: Vec<Pod> = pods.list(&lp).await.ok()?.items;
+            let seen = ds.iter().all(|d| {
+                d.status.as_ref().and_then(|s| s.observed_generation) == d.metadata.generation
+            });
+            let live = ps.iter().all(|p| p.metadata.deletion_timestamp.is_none());
+            ds.sort_by_key(|d| d.name_any());
+            (ds.len() == 3 && seen && ps.len() == 3 && live).then_some((ds, ps))
+        },
+    )
+    .await
+}
+
+fn uids(pods: &[Pod]) -> Vec<String> {
+    let mut uids: Vec<String> = pods.iter().filter_map(|p| p.uid()).collect();
+    uids.sort();
+    uids
+}
+
+#[tokio::test]
+async fn metadata_edits_of_a_running_cluster_restart_no_pod() {
+    with_unscheduled_namespace("op-metadata", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        wait_phase(&client, &ns, "simple", "Running").await;
+        let (before, pods) = settled_children(&client, &ns).await;
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let lp = ListParams::default().labels("dask.org/cluster-name=simple");
+
+        // What a GitOps tool does: a label, then an annotation, on the DaskCluster only.
+        let label = "gitops.example.com/revision";
+        let patch = json!({"metadata": {"labels": {label: "r2"}}});
+        clusters.patch("simple", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let relabelled = eventually("the new label on the scheduler and both workers", TIMEOUT, || async {
+            let mut ds = deployments.list(&lp).await.ok()?.items;
+            ds.sort_by_key(|d| d.name_any());
+            (ds.len() == 3 && ds.iter().all(|d| d.labels().get(label).map(String::as_str) == Some("r2"))).then_some(ds)
+        })
+        .await;
+        // The template is what decides a rollout. `metadata.generation` is not compared: the operator
+        // records a new spec hash in an annotation with every write, and the API server bumps a
+        // Deployment's generation on any annotation change (without a template change that starts
+        // no rollout; the pods are compared at the end).
+        for (old, new) in before.iter().zip(&relabelled) {
+            assert_eq!(old.name_any(), new.name_any());
+            assert_eq!(
+                old.spec.as_ref().unwrap().template,
+                new.spec.as_ref().unwrap().template,
+                "{}: the pod template must not change",
+                new.name_any()
+            );
+            assert!(
+                !new.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.as_ref().unwrap().contains_key(label),
+                "{}: the pods do not get the new label",
+                new.name_any()
+            );
+        }
+        // The other children follow the cluster's metadata too.
+        let service = Api::<Service>::namespaced(client.clone(), &ns).get("simple-scheduler").await.unwrap();
+        assert_eq!(service.labels().get(label).map(String::as_str), Some("r2"));
+        let group = Api::<DaskWorkerGroup>::namespaced(client.clone(), &ns).get("simple-default").await.unwrap();
+        assert_eq!(group.labels().get(label).map(String::as_str), Some("r2"));
+
+        let annotation = "argocd.argoproj.io/tracking-id";
+        let patch = json!({"metadata": {"annotations": {annotation: "simple:kubernetes.dask.org/DaskCluster"}}});
+        clusters.patch("simple", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let annotated = eventually("the new annotation on the scheduler and both workers", TIMEOUT, || async {
+            let mut ds = deployments.list(&lp).await.ok()?.items;
+            ds.sort_by_key(|d| d.name_any());
+            (ds.len() == 3 && ds.iter().all(|d| d.annotations().contains_key(annotation))).then_some(ds)
+        })
+        .await;
+        for (old, new) in before.iter().zip(&annotated) {
+            assert_eq!(
+                old.spec.as_ref().unwrap().template,
+                new.spec.as_ref().unwrap().template,
+                "{}: the pod template must not change",
+                new.name_any()
+            );
+        }
+
+        // Once the Deployment controller has seen all of it, the same pods are still there: none was
+        // replaced or is being stopped.
+        let (_, after) = settled_children(&client, &ns).await;
+        assert_eq!(uids(&after), uids(&pods));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_longest_cluster_and_group_names_get_workers() {
+    with_unscheduled_namespace("op-longnames", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        // The longest cluster name: its workers are `<53>-default-worker-<10 hex>`, 79 characters, too
+        // long for a label value, and were rejected by the API server (retried forever) when that was
+        // their dask.org/worker-name label.
+        let cluster = format!("longest-{}", "c".repeat(names::MAX_CLUSTER_NAME - 8));
+        assert_eq!(cluster.len(), 53);
+        let yaml = fixture("simplecluster.yaml").replace("simple", &cluster);
+        create_from_yaml(&client, &ns, &yaml).await;
+        wait_phase(&client, &ns, &cluster, "Running").await;
+        let default_group = format!("{cluster}-default");
+        let mut all = wait_workers(&client, &ns, &default_group, 2).await;
+
+        // A group of the longest name (63 characters: a label value) on it.
+        let group = format!("{cluster}-{}", "g".repeat(63 - 54));
+        assert_eq!(group.len(), 63);
+        let yaml = fixture("simpleworkergroup.yaml")
+            .replace("name: simple-additional", &format!("name: {group}"))
+            .replace("cluster: simple", &format!("cluster: {cluster}"));
+        create_from_yaml(&client, &ns, &yaml).await;
+        all.extend(wait_workers(&client, &ns, &group, 1).await);
+
+        for worker in &all {
+            let name = worker.name_any();
+            assert!(name.len() > 63, "{name}");
+            let spec = worker.spec.as_ref().unwrap();
+            let pod_labels = spec
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .labels
+                .as_ref()
+                .unwrap();
+            for labels in [
+                worker.labels(),
+                pod_labels,
+                spec.selector.match_labels.as_ref().unwrap(),
+            ] {
+                assert_eq!(labels["dask.org/worker-name"], names::worker_label(&name));
+                assert!(labels.values().all(|v| v.len() <= 63), "{labels:?}");
+            }
+            if name.starts_with(&default_group) {
+                // (The other group's fixture sets its own DASK_WORKER_NAME, which is kept.)
+                assert!(env_of(worker).contains(&("DASK_WORKER_NAME".into(), name.clone())));
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn names_no_worker_could_be_labelled_with_are_rejected_with_their_field() {
+    with_unscheduled_namespace("op-cel", |client, ns| async move {
+        common::install_crds(&client).await;
+        let group = fixture("simpleworkergroup.yaml");
+        let refused = |yaml: String| {
+            let (client, ns) = (client.clone(), ns.clone());
+            async move {
+                match try_create_from_yaml(&client, &ns, &yaml).await {
+                    Err(kube::Error::Api(status)) => {
+                        assert_eq!(status.code, 422, "{status:?}");
+                        status.message
+                    }
+                    other => panic!("expected a refusal, got {other:?}"),
+                }
+            }
+        };
+
+        let long = "g".repeat(64);
+        let message = refused(group.replace("name: simple-additional", &format!("name: {long}"))).await;
+        assert!(message.contains("metadata.name: at most 63 characters"), "{message}");
+        for cluster in ["c".repeat(54), "Simple.Cluster".to_string(), "1-digit".to_string()] {
+            let message = refused(group.replace("cluster: simple", &format!("cluster: {cluster}"))).await;
+            assert!(message.contains("spec.cluster"), "{message}");
+            assert!(message.contains("name of a DaskCluster"), "{message}");
+        }
+        let autoscaler = "apiVersion: kubernetes.dask.org/v1\nkind: DaskAutoscaler\nmetadata:\n  name: a\n\
+                          spec:\n  cluster: Not-A-Cluster-Name\n  minimum: 0\n  maximum: 1\n";
+        let message = refused(autoscaler.to_string()).await;
+        assert!(message.contains("spec.cluster"), "{message}");
+        // The rules reject exactly these: the same group with valid names is accepted.
+        try_create_from_yaml(&client, &ns, &group).await.unwrap();
+        try_create_from_yaml(&client, &ns, &autoscaler.replace("Not-A-Cluster-Name", "simple")).await.unwrap();
     })
     .await;
 }

@@ -6,8 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, create_from_yaml, eventually, fixture, with_unscheduled_namespace};
+use common::{
+    Operator, create_from_yaml, eventually, fixture, try_create_from_yaml,
+    with_unscheduled_namespace,
+};
 use dask_operator::crd::{DaskCluster, DaskJob, DaskJobStatus};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -559,6 +563,54 @@ async fn deleted_jobs_leave_nothing_in_the_operators_memory() {
         }
         eventually("the operator to remember nothing", TIMEOUT, || async {
             (operator.bookkeeping.tracked_objects() == 0).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn job_names_that_cannot_be_cluster_names_are_rejected_naming_the_field() {
+    with_unscheduled_namespace("job-names", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        let yaml = fixture("simplejob.yaml");
+        let named = |name: &str| yaml.replace("simple-job", name);
+        for (name, expected) in [
+            ("j".repeat(60), "metadata.name: at most 53 characters"),
+            ("j".repeat(54), "metadata.name: at most 53 characters"),
+            (
+                "a.dotted.job".to_string(),
+                "metadata.name: lower case letters, digits and '-' only",
+            ),
+            (
+                "1-starts-with-a-digit".to_string(),
+                "metadata.name: lower case letters, digits and '-' only",
+            ),
+        ] {
+            match try_create_from_yaml(&client, &ns, &named(&name)).await {
+                Err(kube::Error::Api(status)) => {
+                    assert_eq!(status.code, 422, "{name}: {status:?}");
+                    assert!(
+                        status.message.contains(expected),
+                        "{name}: {}",
+                        status.message
+                    );
+                }
+                other => panic!("{name}: expected a refusal, got {other:?}"),
+            }
+        }
+
+        // The longest name is accepted and runs: its cluster's workers are
+        // `<53>-default-worker-<10 hex>`, 79 characters.
+        let name = format!("longest-job-{}", "j".repeat(41));
+        assert_eq!(name.len(), 53);
+        create_from_yaml(&client, &ns, &named(&name)).await;
+        let status = wait_job(&client, &ns, &name, "ClusterCreated").await;
+        assert_eq!(status.cluster_name.as_deref(), Some(name.as_str()));
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let lp = ListParams::default().labels(&format!("dask.org/workergroup-name={name}-default"));
+        eventually("the job cluster's two workers", TIMEOUT, || async {
+            (deployments.list(&lp).await.ok()?.items.len() == 2).then_some(())
         })
         .await;
     })

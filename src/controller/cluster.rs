@@ -44,7 +44,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
     let generation = cluster.meta().generation;
     let now = conditions::now();
 
-    if let Err(message) = names::validate_cluster_name(&name) {
+    if let Err(message) = names::validate_cluster_name(&name).map_err(|e| e.to_string()) {
         let wanted = conditions::unusable(reasons::INVALID_NAME, &message);
         let status = DaskClusterStatus {
             phase: Some(phase::ERROR.into()),
@@ -81,8 +81,7 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
         .groups
         .get(&ObjectRef::new(&group_name).within(&namespace));
 
-    let existing = observed_deployment.as_ref().and_then(|d| d.spec.as_ref());
-    let deployment = build::scheduler_deployment(&cluster, existing);
+    let deployment = build::scheduler_deployment(&cluster, observed_deployment.as_deref());
     let deployment = apply(
         &ctx,
         deployment,

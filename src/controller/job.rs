@@ -89,6 +89,12 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
 
+    // A name that cannot be its cluster's (the CRD's CEL rule rejects it on create; this is a job
+    // stored before that rule): failed at once, nothing created.
+    if let Err(invalid) = names::validate_cluster_name(&name) {
+        return invalid_name(&ctx, &job, status, invalid.to_string()).await;
+    }
+
     // Record the job before creating anything.
     if status.job_status.is_none() {
         status.job_status = Some(job_status::JOB_CREATED.into());
@@ -316,6 +322,29 @@ async fn cluster_name_taken(
     );
     patch_status(ctx, job, &status).await?;
     info!(%namespace, %name, %reason, "Job failed: its cluster's name is taken");
+    ctx.event(job, EventType::Warning, reason, message).await;
+    Ok(Action::await_change())
+}
+
+/// Fails the job at once because its name cannot be the name of its DaskCluster; creates nothing.
+async fn invalid_name(
+    ctx: &Context,
+    job: &DaskJob,
+    mut status: DaskJobStatus,
+    message: String,
+) -> Result<Action> {
+    let (name, namespace) = (job.name_any(), job.namespace().unwrap_or_default());
+    let reason = "InvalidName";
+    set_terminal(
+        &mut status,
+        job_status::FAILED,
+        reason,
+        &message,
+        now(),
+        job.meta().generation,
+    );
+    patch_status(ctx, job, &status).await?;
+    info!(%namespace, %name, %reason, "Job failed: its name cannot be a cluster's");
     ctx.event(job, EventType::Warning, reason, message).await;
     Ok(Action::await_change())
 }

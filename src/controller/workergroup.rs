@@ -51,6 +51,26 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
     let generation = group.meta().generation;
     let now = conditions::now();
 
+    // A name or cluster reference no worker could be labelled with (the CRD's CEL rules reject them
+    // on create; this is a group stored before them): reported once, not retried, as nothing but a
+    // spec edit can fix it.
+    if let Err(invalid) = names::validate_worker_group_name(&name)
+        .and_then(|()| names::validate_cluster_reference(&group.spec.cluster))
+    {
+        let message = invalid.to_string();
+        let status = DaskWorkerGroupStatus {
+            message: Some(message.clone()),
+            selector: Some(selector),
+            observed_generation: group.meta().generation,
+            ..current.unwrap_or_default()
+        };
+        if patch_status(&ctx, group.as_ref(), &status).await? {
+            ctx.event(group.as_ref(), EventType::Warning, "InvalidName", message)
+                .await;
+        }
+        return Ok(Action::await_change());
+    }
+
     let Some(cluster) = ctx
         .stores
         .clusters
@@ -97,9 +117,12 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
 
     // Existing workers follow spec edits (the hash makes an unchanged worker free).
     for worker in &live {
-        let selector = worker.spec.as_ref().map(|s| s.selector.clone());
-        let desired =
-            build::worker_deployment(&group, &worker.name_any(), &cluster_labels, selector);
+        let desired = build::worker_deployment(
+            &group,
+            &worker.name_any(),
+            &cluster_labels,
+            Some(worker.as_ref()),
+        );
         apply(&ctx, desired, Some(worker.as_ref()), "worker Deployment").await?;
     }
 

@@ -6,6 +6,7 @@ use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
 use super::{DaskAutoscaler, DaskCluster, DaskJob, DaskWorkerGroup};
+use crate::resources::names;
 
 /// The four CRDs as served: DaskCluster, DaskWorkerGroup, DaskJob, DaskAutoscaler.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -52,6 +53,69 @@ fn complete_schema(kind: &str, schema: &mut Value) {
         );
         restart_policy.expect("DaskJob runner PodSpec has restartPolicy")["default"] =
             json!("OnFailure");
+    }
+    name_rules(kind, schema);
+}
+
+/// CEL rules for the names that children are derived from (see `crate::resources::names` for every
+/// derived name, its limit and why each kind is checked where it is). DaskCluster has none: upstream
+/// accepts any name and reports an invalid one as `status.phase: Error`, which its tests expect.
+///
+/// A rule on `metadata.name` sits at the root of the schema, where an update of anything (a status
+/// write, a finalizer) would evaluate it again; with `optionalOldSelf` and `oldSelf.hasValue() ||` it
+/// applies on create only, so objects stored before the rule can still be updated and deleted (their
+/// controllers fail them with a reason instead). Root rules name their field in the message, as the
+/// API server reports them at the root; rules on a field are reported at the field's path.
+fn name_rules(kind: &str, schema: &mut Value) {
+    let max_cluster = names::MAX_CLUSTER_NAME;
+    let pattern = names::CLUSTER_NAME_PATTERN;
+    let on_create = |rule: String, message: String| json!({"rule": format!("oldSelf.hasValue() || {rule}"), "optionalOldSelf": true, "message": message});
+    let cluster_reference = json!([
+        {
+            "rule": format!("self.size() <= {max_cluster}"),
+            "message": format!("at most {max_cluster} characters: must be the name of a DaskCluster, which is at most {max_cluster} characters long"),
+        },
+        {
+            "rule": format!("self.matches('{pattern}')"),
+            "message": "must be the name of a DaskCluster: lower case letters, digits and '-', starting with a letter and ending with a letter or digit",
+        },
+    ]);
+    match kind {
+        "DaskJob" => {
+            schema["x-kubernetes-validations"] = json!([
+                on_create(
+                    format!("self.metadata.name.size() <= {max_cluster}"),
+                    format!(
+                        "metadata.name: at most {max_cluster} characters: a DaskJob's name is the name of its \
+                         DaskCluster, whose Service <name>-scheduler must fit the 63 characters of a DNS label"
+                    ),
+                ),
+                on_create(
+                    format!("self.metadata.name.matches('{pattern}')"),
+                    "metadata.name: lower case letters, digits and '-' only, starting with a letter and \
+                     ending with a letter or digit (no dots): a DaskJob's name is the name of its \
+                     DaskCluster and of its Service <name>-scheduler (a DNS-1035 label)"
+                        .to_string(),
+                ),
+            ]);
+        }
+        "DaskWorkerGroup" => {
+            let max_group = names::MAX_WORKER_GROUP_NAME;
+            schema["x-kubernetes-validations"] = json!([on_create(
+                format!("self.metadata.name.size() <= {max_group}"),
+                format!(
+                    "metadata.name: at most {max_group} characters: a DaskWorkerGroup's name is the value \
+                     of the label dask.org/workergroup-name on its workers"
+                ),
+            )]);
+            schema["properties"]["spec"]["properties"]["cluster"]["x-kubernetes-validations"] =
+                cluster_reference;
+        }
+        "DaskAutoscaler" => {
+            schema["properties"]["spec"]["properties"]["cluster"]["x-kubernetes-validations"] =
+                cluster_reference;
+        }
+        _ => {}
     }
 }
 
@@ -143,5 +207,75 @@ fn strip_descriptions(node: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of(kind: &str) -> Value {
+        let crd = crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap();
+        serde_json::to_value(
+            &crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema,
+        )
+        .unwrap()
+    }
+
+    fn rules(node: &Value) -> Vec<(String, String, bool)> {
+        node["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["rule"].as_str().unwrap().to_string(),
+                    r["message"].as_str().unwrap().to_string(),
+                    r["optionalOldSelf"] == json!(true),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn daskjob_names_are_checked_on_create_like_cluster_names() {
+        let rules = rules(&schema_of("DaskJob"));
+        assert_eq!(rules.len(), 2);
+        for (rule, message, optional_old_self) in &rules {
+            // Only on create: stored objects stay updatable.
+            assert!(rule.starts_with("oldSelf.hasValue() || "), "{rule}");
+            assert!(optional_old_self);
+            assert!(message.starts_with("metadata.name: "), "{message}");
+        }
+        assert!(rules[0].0.ends_with("self.metadata.name.size() <= 53"));
+        assert!(rules[0].1.contains("at most 53 characters"));
+        assert!(rules[1].0.contains(names::CLUSTER_NAME_PATTERN));
+    }
+
+    #[test]
+    fn worker_group_names_and_cluster_references_are_checked() {
+        let group = schema_of("DaskWorkerGroup");
+        let root = rules(&group);
+        assert_eq!(root.len(), 1);
+        assert!(root[0].0.ends_with("self.metadata.name.size() <= 63"));
+        assert!(root[0].2);
+        for schema in [group, schema_of("DaskAutoscaler")] {
+            let cluster = rules(&schema["properties"]["spec"]["properties"]["cluster"]);
+            assert_eq!(cluster[0].0, "self.size() <= 53");
+            assert!(cluster[1].0.contains(names::CLUSTER_NAME_PATTERN));
+        }
+    }
+
+    #[test]
+    fn daskcluster_names_are_not_checked_by_the_schema() {
+        // Upstream accepts them and reports `phase: Error`; its tests rely on it.
+        assert!(rules(&schema_of("DaskCluster")).is_empty());
     }
 }

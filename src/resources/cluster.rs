@@ -3,10 +3,11 @@
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use super::labels::{self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, component};
+use super::labels::{
+    self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, Metadata, POD_INHERITED, component,
+};
 use super::{child_meta, controller_owner, names};
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupSpec};
 
@@ -24,30 +25,32 @@ pub fn scheduler_selector(cluster: &str) -> LabelSelector {
 
 /// Deployment `<cluster>-scheduler`: one replica of `spec.scheduler.spec`, verbatim.
 ///
-/// `existing` is the spec of the Deployment as it is, if there is one. It keeps its selector
-/// (immutable) and its strategy: ours is `Recreate`, one chosen at creation, while a scheduler the
-/// Python operator made has the API's default `RollingUpdate`, and changing it would bump the
-/// Deployment's generation (and cannot be applied over the defaulted `rollingUpdate` it owns).
-pub fn scheduler_deployment(
-    cluster: &DaskCluster,
-    existing: Option<&DeploymentSpec>,
-) -> Deployment {
+/// `existing` is the Deployment as it is, if there is one. It keeps its selector (immutable) and its
+/// strategy: ours is `Recreate`, one chosen at creation, while a scheduler the Python operator made
+/// has the API's default `RollingUpdate`, and changing it would bump the Deployment's generation (and
+/// cannot be applied over the defaulted `rollingUpdate` it owns). Its pod template keeps the
+/// cluster's labels and annotations as they were at creation (see [`labels`]): a metadata-only edit
+/// of the DaskCluster relabels the Deployment but never restarts the scheduler.
+pub fn scheduler_deployment(cluster: &DaskCluster, existing: Option<&Deployment>) -> Deployment {
     let name = cluster.name_any();
-    let (inherited, annotations) =
-        labels::inherit(cluster.meta(), &cluster.spec.scheduler.metadata);
-    let labels = labels::with_base(
-        inherited,
-        &[
-            (CLUSTER_NAME, &name),
-            (COMPONENT, component::SCHEDULER),
-            (ISTIO_INJECT, "false"),
-        ],
+    let template = &cluster.spec.scheduler.metadata;
+    let (inherited, mut annotations) = labels::inherit(cluster.meta(), template);
+    let base = [
+        (CLUSTER_NAME, name.as_str()),
+        (COMPONENT, component::SCHEDULER),
+        (ISTIO_INJECT, "false"),
+    ];
+    let labels = labels::with_base(inherited, &base);
+    let (pod_meta, recorded) = labels::pod_template_metadata(
+        existing,
+        Metadata::of_parent(cluster.meta()),
+        template,
+        &base,
     );
-    let pod_meta = ObjectMeta {
-        labels: Some(labels.clone()),
-        annotations: (!annotations.is_empty()).then(|| annotations.clone()),
-        ..Default::default()
-    };
+    if let Some(recorded) = recorded {
+        annotations.insert(POD_INHERITED.into(), recorded);
+    }
+    let existing = existing.and_then(|d| d.spec.as_ref());
     Deployment {
         metadata: child_meta(
             names::scheduler(&name),
@@ -162,9 +165,14 @@ pub(crate) mod tests {
                 ("test-label", "label-value"),
             ])
         );
+        // The cluster's own metadata, which the pods got at creation, is recorded.
         assert_eq!(
             d.metadata.annotations.clone().unwrap(),
             map(&[
+                (
+                    POD_INHERITED,
+                    r#"{"labels":{"test-label":"label-value"},"annotations":{"test-annotation":"annotation-value"}}"#
+                ),
                 ("scheduler-subannotation", "annotation-value"),
                 ("test-annotation", "annotation-value")
             ])
@@ -177,7 +185,15 @@ pub(crate) mod tests {
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(1));
         let template = spec.template;
-        assert_eq!(template.metadata.unwrap().labels.unwrap(), labels);
+        let pod = template.metadata.unwrap();
+        assert_eq!(pod.labels.unwrap(), labels);
+        assert_eq!(
+            pod.annotations.unwrap(),
+            map(&[
+                ("scheduler-subannotation", "annotation-value"),
+                ("test-annotation", "annotation-value")
+            ])
+        );
         // The pod spec is used verbatim: no env is injected into the scheduler.
         let container = &template.spec.unwrap().containers[0];
         assert_eq!(container.env.as_ref().unwrap().len(), 1);
@@ -193,29 +209,114 @@ pub(crate) mod tests {
 
     #[test]
     fn an_existing_selector_and_strategy_are_kept() {
-        let ours = scheduler_deployment(&simplecluster(), None).spec.unwrap();
+        let ours = scheduler_deployment(&simplecluster(), None);
+        let spec = ours.spec.clone().unwrap();
         assert_eq!(
-            ours.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+            spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
             Some("Recreate")
         );
-        // A scheduler the Python operator made: its own selector, the API's default strategy.
-        let existing = DeploymentSpec {
-            selector: LabelSelector {
-                match_labels: Some(map(&[("a", "b")])),
-                ..Default::default()
-            },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(Default::default()),
-            }),
+        // A scheduler the Python operator made: its own selector, the API's default strategy, the
+        // same pod template and no annotation of ours.
+        let mut existing = ours.clone();
+        existing.metadata.annotations = None;
+        let theirs = existing.spec.as_mut().unwrap();
+        theirs.selector = LabelSelector {
+            match_labels: Some(map(&[("a", "b")])),
             ..Default::default()
         };
-        let spec = scheduler_deployment(&simplecluster(), Some(&existing))
+        theirs.strategy = Some(DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(Default::default()),
+        });
+        let d = scheduler_deployment(&simplecluster(), Some(&existing));
+        let kept = d.spec.unwrap();
+        assert_eq!(kept.selector, existing.spec.as_ref().unwrap().selector);
+        assert_eq!(kept.strategy, existing.spec.as_ref().unwrap().strategy);
+        assert_eq!(kept.template, spec.template);
+        assert!(
+            !d.metadata.annotations.unwrap().contains_key(POD_INHERITED),
+            "not added to a Deployment made without it"
+        );
+    }
+
+    /// What a GitOps tool does: labels and annotations on the DaskCluster itself change.
+    fn relabelled(mut cluster: DaskCluster) -> DaskCluster {
+        let labels = cluster.metadata.labels.get_or_insert_with(Default::default);
+        labels.insert("test-label".into(), "changed".into());
+        labels.insert("app.kubernetes.io/instance".into(), "gitops".into());
+        cluster
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("argocd.argoproj.io/tracking-id".into(), "x".into());
+        cluster
+    }
+
+    #[test]
+    fn a_metadata_only_edit_of_the_cluster_leaves_the_scheduler_pod_template_alone() {
+        let cluster = simplecluster();
+        let created = scheduler_deployment(&cluster, None);
+        let edited = relabelled(cluster);
+        let d = scheduler_deployment(&edited, Some(&created));
+        // The pod template, and so the pod, is untouched...
+        assert_eq!(d.spec, created.spec);
+        // ...while the Deployment itself follows the cluster's metadata.
+        let labels = d.metadata.labels.unwrap();
+        assert_eq!(labels["test-label"], "changed");
+        assert_eq!(labels["app.kubernetes.io/instance"], "gitops");
+        let annotations = d.metadata.annotations.unwrap();
+        assert_eq!(annotations["argocd.argoproj.io/tracking-id"], "x");
+        assert_eq!(
+            annotations[POD_INHERITED],
+            created.metadata.annotations.as_ref().unwrap()[POD_INHERITED],
+            "the record of what the pods inherited stays as it was"
+        );
+        // A Deployment made now gets the cluster's metadata as it is now.
+        let fresh = scheduler_deployment(&edited, None).spec.unwrap().template;
+        assert_eq!(
+            fresh.metadata.unwrap().labels.unwrap()["test-label"],
+            "changed"
+        );
+    }
+
+    #[test]
+    fn a_deployment_made_before_the_record_keeps_its_pod_template_too() {
+        let cluster = simplecluster();
+        let mut created = scheduler_deployment(&cluster, None);
+        created
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(POD_INHERITED);
+        let d = scheduler_deployment(&relabelled(cluster), Some(&created));
+        assert_eq!(d.spec, created.spec);
+        assert!(!d.metadata.annotations.unwrap().contains_key(POD_INHERITED));
+    }
+
+    #[test]
+    fn edits_of_the_scheduler_template_metadata_are_rolled_out() {
+        let cluster = simplecluster();
+        let created = scheduler_deployment(&cluster, None);
+        let mut edited = cluster.clone();
+        edited.spec.scheduler.metadata = Some(crate::crd::SimpleObjectMeta {
+            labels: Some(map(&[("new-sublabel", "v")])),
+            annotations: None,
+        });
+        let pod = scheduler_deployment(&edited, Some(&created))
             .spec
+            .unwrap()
+            .template
+            .metadata
             .unwrap();
-        assert_eq!(spec.selector, existing.selector);
-        assert_eq!(spec.strategy, existing.strategy);
-        assert_eq!(spec.template, ours.template);
+        let labels = pod.labels.unwrap();
+        assert_eq!(labels["new-sublabel"], "v");
+        assert!(!labels.contains_key("scheduler-sublabel"), "removed");
+        assert_eq!(labels["test-label"], "label-value", "inherited at creation");
+        assert_eq!(labels["dask.org/component"], "scheduler");
+        let annotations = pod.annotations.unwrap();
+        assert!(!annotations.contains_key("scheduler-subannotation"));
+        assert_eq!(annotations["test-annotation"], "annotation-value");
     }
 
     #[test]

@@ -331,6 +331,20 @@ pub async fn create_from_yaml(
     namespace: &str,
     yaml: &str,
 ) -> kube::api::DynamicObject {
+    try_create_from_yaml(client, namespace, yaml)
+        .await
+        .unwrap_or_else(|e| {
+            let kind = yaml.lines().find(|l| l.starts_with("kind:"));
+            panic!("create {}: {e}", kind.unwrap_or_default())
+        })
+}
+
+/// [`create_from_yaml`] that returns the API server's refusal instead of panicking.
+pub async fn try_create_from_yaml(
+    client: &Client,
+    namespace: &str,
+    yaml: &str,
+) -> Result<kube::api::DynamicObject, kube::Error> {
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
     let value: serde_json::Value = serde_saphyr::from_str(yaml).expect("manifest is YAML");
     let mut obj: DynamicObject = serde_json::from_value(value).expect("manifest is an object");
@@ -344,9 +358,7 @@ pub async fn create_from_yaml(
     let resource = ApiResource::from_gvk_with_plural(&gvk, &plural);
     obj.metadata.namespace = Some(namespace.to_string());
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    api.create(&PostParams::default(), &obj)
-        .await
-        .unwrap_or_else(|e| panic!("create {}: {e}", types.kind))
+    api.create(&PostParams::default(), &obj).await
 }
 
 /// Runs the local cluster's kubectl with the test kubeconfig; returns stdout, panics on failure.

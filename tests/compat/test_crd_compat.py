@@ -106,6 +106,22 @@ _NON_NEGATIVE_IDLE_TIMEOUT = (
     "cluster at its first idle moment instead of disabling the timeout, which is almost certainly a mistake"
 )
 _NON_NEGATIVE_BOUNDS = "deliberate `minimum: 0`: negative worker bounds are meaningless (upstream clamps to them)"
+_JOB_NAME = (
+    "deliberate CEL rules on metadata.name, on create only (optionalOldSelf): the job's name is its "
+    "DaskCluster's name, so one longer than 53 characters or not a DNS-1035 label makes a cluster that "
+    "upstream sets to phase Error (or whose Service `<name>-scheduler` the API server rejects), and the "
+    "job never runs; rejected at once instead (src/resources/names.rs)"
+)
+_GROUP_NAME = (
+    "deliberate CEL rule on metadata.name, on create only (optionalOldSelf): the group's name is the value "
+    "of the label dask.org/workergroup-name on every worker, so upstream fails to create any worker of a "
+    "group named with more than 63 characters and retries forever (src/resources/names.rs)"
+)
+_CLUSTER_REFERENCE = (
+    "deliberate CEL rules: spec.cluster must be a valid DaskCluster name (at most 53 characters, a "
+    "DNS-1035 label); a cluster with another name never runs (upstream: phase Error), and a longer name "
+    "does not fit the label dask.org/cluster-name of the workers (src/resources/names.rs)"
+)
 
 # Value constraints our schema adds where upstream has none (or a different one); keys are
 # `path@keyword` (keyword: a JSON-schema keyword such as minimum, enum, pattern, format, nullable).
@@ -114,12 +130,21 @@ ALLOWED_ADDED_CONSTRAINTS: dict[str, dict[str, str]] = {
         "spec.worker.replicas@minimum": _NON_NEGATIVE_REPLICAS,
         "spec.idleTimeout@minimum": _NON_NEGATIVE_IDLE_TIMEOUT,
     },
-    "DaskWorkerGroup": {"spec.worker.replicas@minimum": _NON_NEGATIVE_REPLICAS},
+    "DaskWorkerGroup": {
+        "spec.worker.replicas@minimum": _NON_NEGATIVE_REPLICAS,
+        "@x-kubernetes-validations": _GROUP_NAME,
+        "spec.cluster@x-kubernetes-validations": _CLUSTER_REFERENCE,
+    },
     "DaskJob": {
         "spec.cluster.spec.worker.replicas@minimum": _NON_NEGATIVE_REPLICAS,
         "spec.cluster.spec.idleTimeout@minimum": _NON_NEGATIVE_IDLE_TIMEOUT,
+        "@x-kubernetes-validations": _JOB_NAME,
     },
-    "DaskAutoscaler": {"spec.minimum@minimum": _NON_NEGATIVE_BOUNDS, "spec.maximum@minimum": _NON_NEGATIVE_BOUNDS},
+    "DaskAutoscaler": {
+        "spec.minimum@minimum": _NON_NEGATIVE_BOUNDS,
+        "spec.maximum@minimum": _NON_NEGATIVE_BOUNDS,
+        "spec.cluster@x-kubernetes-validations": _CLUSTER_REFERENCE,
+    },
 }
 
 # --- Known gaps: genuine incompatibilities still to fix on the Rust side ----------------------------
