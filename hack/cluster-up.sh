@@ -85,8 +85,9 @@ wait_for "etcd /health" 30 etcd etcd_healthy
 
 # --- kube-apiserver ---
 if ! daemon_pid kube-apiserver >/dev/null; then
-  # The controller-manager exits soon after its API server goes away: restart its clients with it.
-  for c in kube-controller-manager kube-scheduler kubelet kube-proxy coredns; do stop_daemon "$c"; done
+  # The controller-manager exits soon after its API server goes away: restart it and the scheduler
+  # with it. The node's daemons (kubelet, kube-proxy, CoreDNS) reconnect on their own.
+  for c in kube-controller-manager kube-scheduler; do stop_daemon "$c"; done
   # OwnerReferencesPermissionEnforcement (on in OpenShift, for one): setting blockOwnerDeletion on an
   # owner reference needs update on the owner's finalizers, and changing the owner references of an
   # object needs delete on it; the tests run the operator as itself, so its RBAC is checked for that.
