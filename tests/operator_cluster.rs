@@ -805,14 +805,8 @@ async fn children_changed_by_hand_are_restored_and_additions_kept() {
         })
         .await;
         // Each repair is told on the child.
-        let events: Api<Event> = Api::namespaced(client.clone(), &ns);
         for name in ["simple-scheduler", worker.as_str()] {
-            eventually(&format!("an Event Restored on {name}"), TIMEOUT, || async {
-                let lp = ListParams::default()
-                    .fields(&format!("involvedObject.name={name},reason=Restored"));
-                (!events.list(&lp).await.ok()?.items.is_empty()).then_some(())
-            })
-            .await;
+            common::events(&client, &ns, name, "Restored").await;
         }
 
         // The default group's worker template changed by hand: restored by the cluster.

@@ -7,12 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Operator, create_from_yaml, eventually, fixture, try_create_from_yaml,
+    Operator, create_from_yaml, events, eventually, fixture, try_create_from_yaml,
     with_unscheduled_namespace,
 };
 use dask_operator::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -85,22 +85,6 @@ async fn cluster_gone(client: &Client, ns: &str, name: &str) {
         || async { clusters.get_opt(name).await.ok()?.is_none().then_some(()) },
     )
     .await;
-}
-
-/// The Events about `name` with `reason`, once there is at least one: the operator publishes an
-/// Event after the status write a test waits for, so it may not be there yet.
-async fn events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
-    let lp = ListParams::default().fields(&format!("involvedObject.name={name},reason={reason}"));
-    let api = Api::<Event>::namespaced(client.clone(), ns);
-    eventually(
-        &format!("a {reason} event about {name}"),
-        TIMEOUT,
-        || async {
-            let items = api.list(&lp).await.ok()?.items;
-            (!items.is_empty()).then_some(items)
-        },
-    )
-    .await
 }
 
 fn status_keys(status: &DaskJobStatus) -> Vec<String> {

@@ -140,6 +140,21 @@ fn unrestorable_key(obj: &impl Resource, hash: &str) -> (String, String) {
     (uid, format!("{hash}@{version}"))
 }
 
+/// Sets `apiVersion` and `kind` of `body`, a server-side apply body for a `K`.
+fn typed<K: Resource<DynamicType = ()>>(body: &mut serde_json::Value) {
+    body["apiVersion"] = json!(K::api_version(&()));
+    body["kind"] = json!(K::kind(&()));
+}
+
+/// Whether the object with `uid` is among the owners of `obj`.
+pub(crate) fn owned_by<K: Resource>(obj: &K, uid: &str) -> bool {
+    obj.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid)
+}
+
 /// Server-side applies `desired` unless `observed` is already what we want. Returns the child as
 /// stored; `what` names the step in errors.
 ///
@@ -164,8 +179,7 @@ pub async fn apply<K: Child>(
     let mut body = serde_json::to_value(&desired).expect("objects serialize");
     let current = observed.map(|o| serde_json::to_value(o).expect("objects serialize"));
     let decision = decide(current.as_ref(), &mut body, &hash, K::SCALED);
-    body["apiVersion"] = json!(K::api_version(&()));
-    body["kind"] = json!(K::kind(&()));
+    typed::<K>(&mut body);
     match (decision, observed) {
         (Decision::Keep, Some(current)) => Ok(current.clone()),
         (Decision::Repair, Some(current)) => repair(ctx, current, &body, &hash, what).await,
@@ -383,7 +397,8 @@ where
     }
     let name = obj.name_any();
     let namespace = obj.namespace().unwrap_or_default();
-    let body = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    let mut body = json!({ "status": status });
+    typed::<K>(&mut body);
     ctx.api::<K>(&namespace)
         .patch_status(
             &name,
@@ -433,7 +448,7 @@ where
 {
     let cluster_uid = cluster.uid().unwrap_or_default();
     let owners = obj.owner_references();
-    if owners.iter().any(|o| o.uid == cluster_uid) {
+    if owned_by(obj, &cluster_uid) {
         return Ok(());
     }
     let mut owner =
@@ -442,11 +457,10 @@ where
         owner.controller = Some(false); // only one controller reference is allowed
     }
     let (name, namespace) = (obj.name_any(), obj.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
+    let mut body = json!({
         "metadata": {"name": name, "namespace": namespace, "ownerReferences": [owner]},
     });
+    typed::<K>(&mut body);
     ctx.api::<K>(&namespace)
         .patch(
             &name,

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use kube::Resource;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::ReflectHandle;
 
+use super::context::ClusterOf;
 use super::{Context, adopt, naming_cluster, remove_kopf_leftovers, serve};
 use crate::crd::{DaskAutoscaler, DaskCluster};
 use crate::error::{Error, Result};
@@ -31,24 +32,20 @@ async fn reconcile(autoscaler: Arc<DaskAutoscaler>, ctx: Arc<Context>) -> Result
     if autoscaler.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let namespace = autoscaler.namespace().unwrap_or_default();
-    let Some(cluster) = ctx
-        .stores
-        .clusters
-        .get(&ObjectRef::new(&autoscaler.spec.cluster).within(&namespace))
-    else {
-        let message = format!(
-            "DaskCluster {:?} does not exist in namespace {namespace}",
-            autoscaler.spec.cluster
-        );
-        ctx.event(
-            autoscaler.as_ref(),
-            EventType::Warning,
-            "ClusterNotFound",
-            message.clone(),
-        )
-        .await;
-        return Err(Error::Unusable(message));
+    let cluster = match ctx.cluster_of(autoscaler.as_ref(), &autoscaler.spec.cluster) {
+        ClusterOf::Found(cluster) => cluster,
+        ClusterOf::Gone => return Ok(Action::await_change()),
+        ClusterOf::Missing(message) => {
+            let note = message.clone();
+            ctx.event(
+                autoscaler.as_ref(),
+                EventType::Warning,
+                "ClusterNotFound",
+                note,
+            )
+            .await;
+            return Err(Error::Unusable(message));
+        }
     };
     adopt(&ctx, autoscaler.as_ref(), &cluster).await?;
     Ok(Action::await_change())

@@ -6,7 +6,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource};
 use tracing::warn;
 
@@ -68,4 +68,40 @@ impl Context {
             warn!(error = %e, reason, "could not publish event");
         }
     }
+
+    /// The DaskCluster named `cluster` that `obj` (a worker group or an autoscaler) belongs to, from
+    /// the store (complete: reconciles run on synced stores). See [`ClusterOf`].
+    pub fn cluster_of<K: Resource<DynamicType = ()>>(&self, obj: &K, cluster: &str) -> ClusterOf {
+        let namespace = obj.meta().namespace.clone().unwrap_or_default();
+        if let Some(found) = self
+            .stores
+            .clusters
+            .get(&ObjectRef::new(cluster).within(&namespace))
+        {
+            return ClusterOf::Found(found);
+        }
+        let adopted = obj
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "DaskCluster" && o.name == cluster);
+        if adopted {
+            return ClusterOf::Gone;
+        }
+        ClusterOf::Missing(format!(
+            "DaskCluster {cluster:?} does not exist in namespace {namespace}"
+        ))
+    }
+}
+
+/// What [`Context::cluster_of`] found.
+pub enum ClusterOf {
+    Found(Arc<DaskCluster>),
+    /// The cluster that owned the object is gone: the garbage collector deletes the object next, so
+    /// there is nothing to report or retry.
+    Gone,
+    /// No such cluster, and the object was never one's: reported (status, Warning Event) and retried,
+    /// as the cluster may still be created. The message says so.
+    Missing(String),
 }

@@ -19,7 +19,9 @@ use serde_json::json;
 use tracing::info;
 
 use super::conditions::{self, HasConditions, Want};
-use super::{Context, Touched, apply, delete, patch_status, remove_kopf_leftovers, requeue, serve};
+use super::{
+    Context, Touched, apply, delete, owned_by, patch_status, remove_kopf_leftovers, requeue, serve,
+};
 use crate::crd::job::job_status;
 use crate::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use crate::error::{Error, Result};
@@ -481,15 +483,6 @@ async fn stop_if_running(ctx: &Context, runner: Option<&Pod>, uid: &str) -> Resu
     }
 }
 
-/// Whether `uid` (a DaskJob's) is among the owners of `obj`.
-fn owned_by<K: Resource>(obj: &K, uid: &str) -> bool {
-    obj.meta()
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid)
-}
-
 /// Stops a runner that would otherwise restart forever under `restartPolicy: OnFailure`, keeping the
 /// pod (and its logs): a short active deadline makes the kubelet end it.
 async fn stop_runner(ctx: &Context, namespace: &str, name: &str) -> Result<()> {
@@ -515,9 +508,7 @@ async fn delete_cluster(ctx: &Context, job: &DaskJob, uid: &str) -> Result<()> {
     else {
         return Ok(());
     };
-    if cluster.meta().deletion_timestamp.is_some()
-        || !cluster.owner_references().iter().any(|o| o.uid == uid)
-    {
+    if cluster.meta().deletion_timestamp.is_some() || !owned_by(cluster.as_ref(), uid) {
         return Ok(());
     }
     delete::<DaskCluster>(ctx, &namespace, &name, "job DaskCluster").await

@@ -33,7 +33,7 @@ pub use bookkeeping::Bookkeeping;
 pub use context::{Context, Stores};
 pub use runtime::{run, run_with, run_with_bookkeeping};
 
-pub(crate) use apply::{adopt, apply, delete, patch_status};
+pub(crate) use apply::{adopt, apply, delete, owned_by, patch_status};
 pub(crate) use kopf::remove_kopf_leftovers;
 pub(crate) use runtime::{Touched, naming_cluster, serve};
 

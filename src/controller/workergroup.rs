@@ -6,14 +6,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ReflectHandle;
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::conditions::{self, HasConditions, reasons};
+use super::context::ClusterOf;
 use super::{
-    Context, Touched, adopt, apply, delete, naming_cluster, patch_status, remove_kopf_leftovers,
-    requeue, serve,
+    Context, Touched, adopt, apply, delete, naming_cluster, owned_by, patch_status,
+    remove_kopf_leftovers, requeue, serve,
 };
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupStatus};
 use crate::error::{Error, Result};
@@ -71,34 +72,30 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     }
 
-    let Some(cluster) = ctx
-        .stores
-        .clusters
-        .get(&ObjectRef::new(&group.spec.cluster).within(&namespace))
-    else {
-        let message = format!(
-            "DaskCluster {:?} does not exist in namespace {namespace}",
-            group.spec.cluster
-        );
-        let wanted = conditions::unusable(reasons::CLUSTER_NOT_FOUND, &message);
-        let conditions = conditions::merge(current_conditions, &wanted, generation, &now);
-        let status = DaskWorkerGroupStatus {
-            message: Some(message.clone()),
-            selector: Some(selector),
-            observed_generation: generation,
-            conditions: Some(conditions),
-            ..current.unwrap_or_default()
-        };
-        if patch_status(&ctx, group.as_ref(), &status).await? {
-            ctx.event(
-                group.as_ref(),
-                EventType::Warning,
-                "ClusterNotFound",
-                message.clone(),
-            )
-            .await;
+    let cluster = match ctx.cluster_of(group.as_ref(), &group.spec.cluster) {
+        ClusterOf::Found(cluster) => cluster,
+        ClusterOf::Gone => return Ok(Action::await_change()),
+        ClusterOf::Missing(message) => {
+            let wanted = conditions::unusable(reasons::CLUSTER_NOT_FOUND, &message);
+            let conditions = conditions::merge(current_conditions, &wanted, generation, &now);
+            let status = DaskWorkerGroupStatus {
+                message: Some(message.clone()),
+                selector: Some(selector),
+                observed_generation: generation,
+                conditions: Some(conditions),
+                ..current.unwrap_or_default()
+            };
+            if patch_status(&ctx, group.as_ref(), &status).await? {
+                ctx.event(
+                    group.as_ref(),
+                    EventType::Warning,
+                    "ClusterNotFound",
+                    message.clone(),
+                )
+                .await;
+            }
+            return Err(Error::Unusable(message));
         }
-        return Err(Error::Unusable(message));
     };
     adopt(&ctx, group.as_ref(), &cluster).await?;
 
@@ -106,7 +103,7 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
     let workers: Vec<Arc<Deployment>> = ctx.stores.deployments.state_filter(|d| {
         d.namespace().as_deref() == Some(namespace.as_str())
             && d.labels().get(WORKERGROUP_NAME) == Some(&name)
-            && d.owner_references().iter().any(|o| o.uid == uid)
+            && owned_by(d, &uid)
     });
     let live: Vec<&Arc<Deployment>> = workers
         .iter()
@@ -187,10 +184,7 @@ async fn scale_down(
         .map_err(Error::api(format!("list workers of {namespace}/{group}")))?
         .items
         .into_iter()
-        .filter(|d| {
-            d.meta().deletion_timestamp.is_none()
-                && d.owner_references().iter().any(|o| o.uid == uid)
-        })
+        .filter(|d| d.meta().deletion_timestamp.is_none() && owned_by(d, uid))
         .collect();
     let ready = |d: &Deployment| {
         d.status

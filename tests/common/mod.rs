@@ -384,3 +384,25 @@ pub fn fixture(name: &str) -> String {
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
+
+/// The Events about `name` with `reason`, once there is at least one (waits up to 30 s): the operator
+/// publishes an Event after the status write a test waits for, so it may not be there yet.
+pub async fn events(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let lp = kube::api::ListParams::default()
+        .fields(&format!("involvedObject.name={name},reason={reason}"));
+    let api = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns);
+    eventually(
+        &format!("a {reason} event about {name}"),
+        Duration::from_secs(30),
+        || async {
+            let items = api.list(&lp).await.ok()?.items;
+            (!items.is_empty()).then_some(items)
+        },
+    )
+    .await
+}
