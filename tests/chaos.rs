@@ -466,7 +466,6 @@ struct Report {
     successful: usize,
     failed: usize,
     writes_on_restart: Option<usize>,
-    violations: Vec<String>,
 }
 
 /// Runs one scenario in its own namespace and returns its report; panics if an invariant fails.
