@@ -129,6 +129,16 @@ fn degraded<S: Status>(
         reasons::RECONCILE_ERROR,
         message.into(),
     );
+    Some(with_condition(current, want, generation, now))
+}
+
+/// `current` with the condition `want` set (its transition time kept if its status did not change).
+fn with_condition<S: Status>(
+    current: &S,
+    want: Want,
+    generation: Option<i64>,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> S {
     let mut status = current.clone();
     status.set_conditions(conditions::upsert(
         current.conditions(),
@@ -136,7 +146,7 @@ fn degraded<S: Status>(
         generation,
         now,
     ));
-    Some(status)
+    status
 }
 
 /// `current` with a `Degraded=True` of reason `ReconcileError` set back to `False`, or `None` if it
@@ -152,14 +162,7 @@ fn recovered<S: Status>(
         return None;
     }
     let want = Want::new(types::DEGRADED, false, reasons::AS_EXPECTED, String::new());
-    let mut status = current.clone();
-    status.set_conditions(conditions::upsert(
-        current.conditions(),
-        want,
-        generation,
-        now,
-    ));
-    Some(status)
+    Some(with_condition(current, want, generation, now))
 }
 
 /// What identifies an error across retries: the step and the API server's answer code, not the whole

@@ -94,7 +94,7 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
     // A name that cannot be its cluster's (the CRD's CEL rule rejects it on create; this is a job
     // stored before that rule): failed at once, nothing created.
     if let Err(invalid) = names::validate_cluster_name(&name) {
-        return invalid_name(&ctx, &job, status, invalid.to_string()).await;
+        return fail_at_once(&ctx, &job, status, "InvalidName", invalid.to_string()).await;
     }
 
     // Record the job before creating anything.
@@ -127,7 +127,14 @@ async fn reconcile(job: Arc<DaskJob>, ctx: Arc<Context>) -> Result<Action> {
                 "DaskCluster {name} is not this job's and is being deleted"
             )));
         }
-        return cluster_name_taken(&ctx, &job, status).await;
+        return fail_at_once(
+            &ctx,
+            &job,
+            status,
+            "ClusterNameTaken",
+            cluster_name_taken(&job),
+        )
+        .await;
     }
     let cluster = apply(
         &ctx,
@@ -301,42 +308,25 @@ fn going_away(cluster: &DaskCluster, job: &str) -> bool {
             .any(|o| o.controller == Some(true) && o.kind == "DaskJob" && o.name == job)
 }
 
-/// Fails the job at once because a DaskCluster named like it exists and is not its own; touches
-/// nothing else (the terminal branch deletes only a cluster the job owns).
-async fn cluster_name_taken(
-    ctx: &Context,
-    job: &DaskJob,
-    mut status: DaskJobStatus,
-) -> Result<Action> {
+/// The message of a job that fails because a DaskCluster named like it exists and is not its own.
+fn cluster_name_taken(job: &DaskJob) -> String {
     let (name, namespace) = (job.name_any(), job.namespace().unwrap_or_default());
-    let reason = "ClusterNameTaken";
-    let message = format!(
+    format!(
         "DaskCluster {name} already exists in namespace {namespace} and does not belong to this \
          DaskJob; a DaskJob's cluster takes the job's name, so rename the job or the cluster"
-    );
-    set_terminal(
-        &mut status,
-        job_status::FAILED,
-        reason,
-        &message,
-        now(),
-        job.meta().generation,
-    );
-    patch_status(ctx, job, &status).await?;
-    info!(%namespace, %name, %reason, "Job failed: its cluster's name is taken");
-    ctx.event(job, EventType::Warning, reason, message).await;
-    Ok(Action::await_change())
+    )
 }
 
-/// Fails the job at once because its name cannot be the name of its DaskCluster; creates nothing.
-async fn invalid_name(
+/// Fails the job at once, for `reason` (`ClusterNameTaken`, `InvalidName`): nothing a retry could
+/// change. Creates and touches nothing else (the terminal branch deletes only a cluster the job owns).
+async fn fail_at_once(
     ctx: &Context,
     job: &DaskJob,
     mut status: DaskJobStatus,
+    reason: &'static str,
     message: String,
 ) -> Result<Action> {
     let (name, namespace) = (job.name_any(), job.namespace().unwrap_or_default());
-    let reason = "InvalidName";
     set_terminal(
         &mut status,
         job_status::FAILED,
@@ -346,7 +336,7 @@ async fn invalid_name(
         job.meta().generation,
     );
     patch_status(ctx, job, &status).await?;
-    info!(%namespace, %name, %reason, "Job failed: its name cannot be a cluster's");
+    info!(%namespace, %name, %reason, %message, "Job failed");
     ctx.event(job, EventType::Warning, reason, message).await;
     Ok(Action::await_change())
 }
