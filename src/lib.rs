@@ -3,6 +3,7 @@
 //!
 //! - [`crd`]: the four kinds, the single source of the CRD YAML;
 //! - [`resources`]: pure builders, parent object in, desired children out;
+//! - [`decisions`]: pure decisions (conditions, a DaskJob's life) apart from their effects;
 //! - [`controller`]: one reconciler per kind: observe, build, apply, compute status;
 //! - [`operator`]: the `run` process: CRD check, leader lease, one controller set per namespace;
 //! - [`telemetry`]: logs, metrics, probes and the lease.
@@ -10,6 +11,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod decisions;
 pub mod error;
 pub mod operator;
 pub mod resources;

@@ -9,7 +9,7 @@
 //! - [`context`]: what a reconcile gets (client, stores, settings, events);
 //! - [`apply`]: the generic writes (apply a child, patch status, delete, adopt);
 //! - [`kopf`]: removing what the Python operator left behind;
-//! - [`conditions`]: `status.conditions`, computed purely from what a reconcile observed;
+//! - [`crate::decisions`]: what a reconcile concludes from what it observed (conditions, a job's life);
 //! - [`errors`]: persistent reconcile errors shown in status (`Degraded`) and as Warning Events;
 //! - `cluster`, `workergroup`, `job`, `autoscaler`: one reconcile per kind.
 
@@ -17,7 +17,7 @@ mod apply;
 mod autoscaler;
 mod bookkeeping;
 mod cluster;
-mod conditions;
+use crate::decisions::conditions;
 mod context;
 mod errors;
 mod job;

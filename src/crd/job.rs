@@ -1,4 +1,5 @@
-//! `DaskJob`: a runner pod `<job>-runner` that talks to its own DaskCluster `<job>`.
+//! `DaskJob`: a runner pod `<job>-runner` that talks to its own DaskCluster `<job>` (or an existing
+//! one), retried, bounded in time, suspended and cleaned up as a batch/v1 Job is.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -19,7 +20,8 @@ pub mod job_status {
     pub const FAILED: &str = "Failed";
 }
 
-/// A Dask job: a runner pod with `DASK_SCHEDULER_ADDRESS` pointing at a cluster made for it.
+/// A Dask job: a runner pod with `DASK_SCHEDULER_ADDRESS` pointing at a cluster made for it (or an
+/// existing one, `clusterRef`). Its life is decided by [`crate::decisions::job`].
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "kubernetes.dask.org",
@@ -38,9 +40,73 @@ pub mod job_status {
     printcolumn = r#"{"name": "Number Of Workers", "type": "integer", "jsonPath": ".spec.cluster.spec.worker.replicas"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
+#[serde(rename_all = "camelCase")]
 pub struct DaskJobSpec {
     pub job: JobRunnerSpec,
-    pub cluster: JobClusterTemplate,
+    /// The DaskCluster `<job>` made for the job. Exactly one of `cluster` and `clusterRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<JobClusterTemplate>,
+    /// Run against an existing DaskCluster in the job's namespace instead of making one: the job waits
+    /// until it is `Running` (counted against `startupDeadlineSeconds`) and never modifies or deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
+    /// Failed attempts retried before the job is `Failed` (reason `BackoffLimitExceeded`). An attempt is
+    /// one runner pod: the first is `<job>-runner`, attempt n is `<job>-runner-<n>`. Unset: the first
+    /// failure fails the job with the runner's own reason, as upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub backoff_limit: Option<i32>,
+    /// Wall-clock limit for the whole job, from its creation (or its last resume): then it is `Failed`
+    /// (reason `DeadlineExceeded`) and never retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    /// Limit to reach `Running` (the runner pod running), from the job's creation or its last resume:
+    /// then it is `Failed` (reason `StartupDeadlineExceeded`), with the cause seen in the message
+    /// (image cannot be pulled, pod unschedulable, scheduler crash-looping, cluster missing...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub startup_deadline_seconds: Option<i64>,
+    /// The DaskJob, and all it owns, is deleted this long after it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+    /// As batch/v1 Job's: while true nothing runs (a running attempt's runner and the job's own cluster
+    /// are deleted, and that attempt does not count against `backoffLimit`); set it back to false to
+    /// start a fresh attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// What happens to the job's own cluster once the job ended (not with `clusterRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_policy: Option<CleanupPolicy>,
+}
+
+/// An existing DaskCluster in the job's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ClusterRef {
+    /// The DaskCluster's name.
+    pub name: String,
+}
+
+/// What happens to the job's own cluster once the job ended.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupPolicy {
+    /// `Delete` (the default, as upstream): deleted when the job ends. `KeepOnFailure`: a failed job's
+    /// cluster is kept `keepForSeconds` for debugging, then deleted.
+    #[serde(default)]
+    pub cluster: ClusterCleanup,
+    /// How long `KeepOnFailure` keeps a failed job's cluster (default 3600, at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub keep_for_seconds: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ClusterCleanup {
+    #[default]
+    Delete,
+    KeepOnFailure,
 }
 
 /// The runner pod `<job>-runner`.
@@ -98,11 +164,35 @@ pub struct DaskJobStatus {
     /// A human-readable explanation of `reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Attempts started (runner pods made); `failedAttempts` of them failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<i32>,
+    /// The UID of the current attempt's runner pod once it exists: a pod of that name with another
+    /// UID, or none at all, is an attempt lost (deleted by hand), never a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_uid: Option<String>,
+    /// The scheduler the runner talks to: `tcp://<cluster>-scheduler.<namespace>.svc:8786`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_address: Option<String>,
+    /// The scheduler's dashboard: `http://<cluster>-scheduler.<namespace>.svc:8787`.
+    #[serde(
+        default,
+        rename = "dashboardURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dashboard_url: Option<String>,
+    /// The runner container's termination message (`/dev/termination-log`, at most 4 KiB, kept as
+    /// text): the way a job hands back a small result, such as a JSON value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
     /// The `metadata.generation` the status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Complete` or `Failed` once the job ended, as for batch/v1 Jobs; `Degraded` while reconciling
-    /// the job keeps failing (`False` again once it succeeds).
+    /// As for batch/v1 Jobs: `Complete` or `Failed` once the job ended, `Suspended`; `ClusterReady`
+    /// while the job's cluster can serve it; `Degraded` while reconciling the job keeps failing
+    /// (`False` again once it succeeds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<Condition>>,
 }

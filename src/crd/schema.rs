@@ -98,6 +98,26 @@ fn name_rules(kind: &str, schema: &mut Value) {
                         .to_string(),
                 ),
             ]);
+            let spec = &mut schema["properties"]["spec"];
+            spec["x-kubernetes-validations"] = json!([
+                {
+                    "rule": "has(self.cluster) != has(self.clusterRef)",
+                    "message": "spec: exactly one of spec.cluster (a DaskCluster made for the job) and \
+                                spec.clusterRef (an existing DaskCluster) must be set",
+                },
+                {
+                    "rule": "!has(self.clusterRef) || !has(self.cleanupPolicy)",
+                    "message": "spec.cleanupPolicy: applies to the job's own cluster (spec.cluster); a job \
+                                on an existing cluster (spec.clusterRef) never deletes it",
+                },
+            ]);
+            spec["properties"]["clusterRef"]["properties"]["name"]["x-kubernetes-validations"] =
+                cluster_reference;
+            spec["properties"]["cleanupPolicy"]["x-kubernetes-validations"] = json!([{
+                "rule": "!has(self.keepForSeconds) || self.cluster == 'KeepOnFailure'",
+                "message": "spec.cleanupPolicy.keepForSeconds: only with cluster: KeepOnFailure \
+                            (a cluster that is deleted when the job ends is not kept)",
+            }]);
         }
         "DaskWorkerGroup" => {
             let max_group = names::MAX_WORKER_GROUP_NAME;

@@ -88,6 +88,27 @@ pub fn runner(job: &str) -> String {
     format!("{job}-runner")
 }
 
+/// The runner Pod of a DaskJob's attempt (from 1): upstream's `<job>-runner` for the first, so that
+/// a job without retries looks as upstream's; `<job>-runner-<attempt>` for a retry.
+pub fn runner_attempt(job: &str, attempt: i32) -> String {
+    if attempt <= 1 {
+        runner(job)
+    } else {
+        format!("{job}-runner-{attempt}")
+    }
+}
+
+/// `tcp://<cluster>-scheduler.<ns>.svc:8786`, the scheduler as a DaskJob's status shows it (short,
+/// independent of the cluster's DNS domain).
+pub fn scheduler_service_address(cluster: &str, namespace: &str) -> String {
+    format!("tcp://{}.{namespace}.svc:8786", scheduler(cluster))
+}
+
+/// `http://<cluster>-scheduler.<ns>.svc:8787`, the scheduler's dashboard.
+pub fn dashboard_url(cluster: &str, namespace: &str) -> String {
+    format!("http://{}.{namespace}.svc:8787", scheduler(cluster))
+}
+
 /// `tcp://<cluster>-scheduler.<ns>.svc.cluster.local:8786`, the address every worker and runner gets.
 pub fn scheduler_address(cluster: &str, namespace: &str) -> String {
     format!(

@@ -101,11 +101,15 @@ fn the_rules_let_the_operator_write_every_child_with_its_owner_reference() {
         ),
         (
             resource::<DaskCluster>(),
-            job::job_cluster(&j).metadata,
+            job::job_cluster(&j).unwrap().metadata,
             true,
         ),
         // The runner is created once, never applied again.
-        (resource::<Pod>(), job::runner_pod(&j).metadata, false),
+        (
+            resource::<Pod>(),
+            job::runner_pod(&j, "j-runner").metadata,
+            false,
+        ),
     ];
     let mut owners = BTreeSet::new();
     for (child, meta, applied) in &children {

@@ -98,10 +98,10 @@ owner's finalizers.
 - apiGroups: [kubernetes.dask.org]
   resources: [daskautoscalers]
   verbs: [list, watch, patch, delete]
-{{- /* patch: kopf's leftovers. */}}
+{{- /* patch: kopf's leftovers; delete: a finished job past its ttlSecondsAfterFinished. */}}
 - apiGroups: [kubernetes.dask.org]
   resources: [daskjobs]
-  verbs: [list, watch, patch]
+  verbs: [list, watch, patch, delete]
 - apiGroups: [kubernetes.dask.org]
   resources: [daskclusters/status, daskworkergroups/status, daskjobs/status]
   verbs: [patch]
@@ -118,9 +118,10 @@ owner's finalizers.
   resources: [services]
   verbs: [list, watch, create, patch, delete]
 {{- /* Job runners, created once; get: a runner the cache does not show yet; patch: stopping one. */}}
+{{- /* delete: a suspended job's runner, attempts beyond the kept ones. */}}
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

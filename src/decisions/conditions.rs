@@ -2,7 +2,7 @@
 //! observed. A reconcile computes the conditions it wants ([`Want`]: type, status, reason, message) and
 //! [`merge`]s them into the ones the object has: a condition whose `status` did not change keeps its
 //! `lastTransitionTime`, so an unchanged object computes an unchanged status and
-//! [`patch_status`](super::patch_status) writes nothing.
+//! [`patch_status`](crate::controller) writes nothing.
 //!
 //! - DaskCluster: `Available` (its scheduler Deployment has a ready replica), `Progressing` (the
 //!   scheduler or the default worker group is rolling out or scaling), `Degraded` (the scheduler cannot
@@ -10,8 +10,8 @@
 //! - DaskWorkerGroup: `Available` (every wanted worker is ready), `Progressing` (workers are being
 //!   created, deleted or rolled out), `Degraded` (the cluster is missing, workers cannot start, or
 //!   reconciling keeps failing).
-//! - DaskJob and DaskAutoscaler: `Degraded` only while reconciling keeps failing (see
-//!   [`errors`](super::errors)); DaskJob also `Complete`/`Failed` once it ended.
+//! - DaskJob: `Suspended`, `ClusterReady`, `Complete`/`Failed` (see [`super::job`]), and `Degraded`
+//!   while reconciling keeps failing, as for DaskAutoscaler (see the controller's `errors`).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

@@ -1,0 +1,10 @@
+//! Decisions: pure functions from what a reconcile observed to what should be. No client, no clock
+//! (the time is an input), no I/O: the controllers observe, call these, and carry out the result.
+//!
+//! - [`conditions`]: `status.conditions` of the four kinds, with transition times that move only on
+//!   a transition;
+//! - [`job`]: a DaskJob's life (attempts, deadlines, suspension, clean-up) as one function,
+//!   [`job::decide`].
+
+pub mod conditions;
+pub mod job;
