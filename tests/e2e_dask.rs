@@ -100,6 +100,18 @@ async fn example_job_computes_the_mean_and_succeeds() {
             .parse()
             .unwrap_or_else(|_| panic!("a number: {output}"));
         assert!((mean - 1.0).abs() < 0.01, "mean of x + x.T is {mean}");
+        // The same value handed back as JSON in status.result (the runner's termination message).
+        let job = Api::<DaskJob>::namespaced(client.clone(), &ns)
+            .get("example")
+            .await
+            .unwrap();
+        let result = job.status.unwrap().result.expect("status.result");
+        let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+        assert_eq!(
+            result["mean"].as_f64(),
+            Some(mean),
+            "status.result {result}"
+        );
         let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
         eventually("the job's cluster to be deleted", TIMEOUT, || async {
             clusters
@@ -131,7 +143,7 @@ async fn a_job_whose_script_raises_ends_failed() {
                 "dask.org/cluster-name: raises",
             )
             .replace(
-                "print(y.mean().compute())",
+                "mean = float(y.mean().compute())",
                 "raise ValueError(f'failed on purpose after {y.mean().compute()}')",
             )
             .replacen(
@@ -210,6 +222,274 @@ async fn a_cluster_serves_clients_scales_and_replaces_its_scheduler() {
         })
         .await;
         assert_ne!(replacement.name_any(), name);
+    })
+    .await;
+}
+
+/// examples/daskjob.yaml named `name`, with one worker, `spec_lines` added at the level of `spec.job`,
+/// the runner running `script` and not restarting (each failure is an attempt).
+fn small_job(name: &str, spec_lines: &str, script: &str) -> String {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/daskjob.yaml"
+    ))
+    .unwrap();
+    let start = example.find("            - |\n").unwrap() + "            - |\n".len();
+    let end = example.find("  cluster:\n").unwrap();
+    let script: String = script
+        .lines()
+        .map(|l| format!("              {l}\n"))
+        .collect();
+    let yaml = format!("{}{script}{}", &example[..start], &example[end..])
+        .replace("name: example\n", &format!("name: {name}\n"))
+        .replace(
+            "dask.org/cluster-name: example",
+            &format!("dask.org/cluster-name: {name}"),
+        )
+        .replace("replicas: 2", "replicas: 1")
+        .replacen(
+            "spec:\n  job:\n",
+            &format!("spec:\n{spec_lines}  job:\n"),
+            1,
+        )
+        .replacen(
+            "    spec:\n      containers:",
+            "    spec:\n      restartPolicy: Never\n      containers:",
+            1,
+        );
+    assert!(yaml.contains(&format!("name: {name}\n")) && yaml.contains("restartPolicy: Never"));
+    yaml
+}
+
+async fn job(client: &Client, ns: &str, name: &str) -> DaskJob {
+    Api::<DaskJob>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_job_failing_once_succeeds_on_its_second_attempt() {
+    with_namespace("e2e-retry", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        let script = "import os, sys\n\
+                      from distributed import Client\n\
+                      total = Client().submit(sum, [1, 2, 3]).result()\n\
+                      if os.environ['HOSTNAME'].endswith('-runner'):\n    \
+                          sys.exit(f'attempt 1 fails on purpose after computing {total}')\n\
+                      print(total)";
+        create_from_yaml(
+            &client,
+            &ns,
+            &small_job("retry", "  backoffLimit: 1\n", script),
+        )
+        .await;
+        let outcome = job_status(&client, &ns, "retry", &["Successful", "Failed"]).await;
+        let status = job(&client, &ns, "retry").await.status.unwrap();
+        assert_eq!(outcome, "Successful", "{status:?}");
+        assert_eq!(
+            status.job_runner_pod_name.as_deref(),
+            Some("retry-runner-2")
+        );
+        assert_eq!(
+            (status.attempts, status.failed_attempts),
+            (Some(2), Some(1))
+        );
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let phase = |p: Pod| p.status.and_then(|s| s.phase);
+        assert_eq!(
+            phase(pods.get("retry-runner").await.unwrap()).as_deref(),
+            Some("Failed")
+        );
+        assert_eq!(
+            phase(pods.get("retry-runner-2").await.unwrap()).as_deref(),
+            Some("Succeeded")
+        );
+        assert!(
+            logs(&client, &ns, "retry-runner")
+                .await
+                .contains("fails on purpose after computing 6")
+        );
+        assert_eq!(
+            logs(&client, &ns, "retry-runner-2")
+                .await
+                .trim()
+                .lines()
+                .last(),
+            Some("6")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deadlines_end_real_jobs_and_say_why() {
+    with_namespace("e2e-deadline", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        // A runner that would run for ten minutes, under a 30 s wall-clock limit.
+        let sleeper = small_job(
+            "sleeper",
+            "  activeDeadlineSeconds: 30\n",
+            "import time\ntime.sleep(600)",
+        );
+        create_from_yaml(&client, &ns, &sleeper).await;
+        // An image that does not exist (and is never pulled: nothing leaves the machine).
+        let missing = small_job(
+            "missing",
+            "  startupDeadlineSeconds: 20\n",
+            "print('never')",
+        )
+        .replacen(
+            &format!("image: {IMAGE}"),
+            "image: dask-operator.invalid/missing:1",
+            1,
+        )
+        .replacen("imagePullPolicy: IfNotPresent", "imagePullPolicy: Never", 1);
+        create_from_yaml(&client, &ns, &missing).await;
+
+        assert_eq!(
+            job_status(&client, &ns, "sleeper", &["Successful", "Failed"]).await,
+            "Failed"
+        );
+        let status = job(&client, &ns, "sleeper").await.status.unwrap();
+        assert_eq!(
+            status.reason.as_deref(),
+            Some("DeadlineExceeded"),
+            "{status:?}"
+        );
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        eventually(
+            "the sleeping runner to be ended by the kubelet",
+            TIMEOUT,
+            || async {
+                let phase = pods.get("sleeper-runner").await.ok()?.status?.phase?;
+                (phase == "Failed").then_some(())
+            },
+        )
+        .await;
+
+        assert_eq!(
+            job_status(&client, &ns, "missing", &["Successful", "Failed"]).await,
+            "Failed"
+        );
+        let status = job(&client, &ns, "missing").await.status.unwrap();
+        assert_eq!(
+            status.reason.as_deref(),
+            Some("StartupDeadlineExceeded"),
+            "{status:?}"
+        );
+        let message = status.message.unwrap();
+        assert!(
+            message.contains("dask-operator.invalid/missing:1"),
+            "{message}"
+        );
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        for name in ["sleeper", "missing"] {
+            eventually(&format!("cluster {name} deleted"), TIMEOUT, || async {
+                clusters.get_opt(name).await.ok()?.is_none().then_some(())
+            })
+            .await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_existing_cluster_serves_two_jobs_and_survives_them() {
+    with_namespace("e2e-shared", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        create_from_yaml(&client, &ns, &fixture("simplecluster.yaml")).await;
+        let script = "import json\n\
+                      from distributed import Client\n\
+                      value = Client().submit(lambda x: x + 1, 10).result()\n\
+                      json.dump({'value': value}, open('/dev/termination-log', 'w'))";
+        let on_simple = |name: &str| {
+            let yaml = small_job(name, "  clusterRef:\n    name: simple\n", script);
+            let cut = yaml.find("\n  cluster:\n").unwrap();
+            yaml[..cut + 1].to_string()
+        };
+        create_from_yaml(&client, &ns, &on_simple("first")).await;
+        create_from_yaml(&client, &ns, &on_simple("second")).await;
+        for name in ["first", "second"] {
+            let outcome = job_status(&client, &ns, name, &["Successful", "Failed"]).await;
+            let status = job(&client, &ns, name).await.status.unwrap();
+            assert_eq!(outcome, "Successful", "{name}: {status:?}");
+            assert_eq!(status.result.as_deref(), Some("{\"value\": 11}"), "{name}");
+            assert_eq!(status.cluster_name.as_deref(), Some("simple"));
+        }
+        // The cluster is still there, untouched, and still serves clients.
+        let cluster = Api::<DaskCluster>::namespaced(client.clone(), &ns)
+            .get("simple")
+            .await
+            .unwrap();
+        assert!(cluster.metadata.deletion_timestamp.is_none());
+        assert!(cluster.owner_references().is_empty());
+        let scheduler = scheduler_pod(&client, &ns, "simple").await;
+        let name = scheduler.name_any();
+        eventually(
+            "the shared cluster's scheduler to report its 2 workers",
+            TIMEOUT,
+            || async { (scheduler_workers(&ns, &name)? == 2).then_some(()) },
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_suspended_job_runs_once_resumed_and_its_ttl_removes_it() {
+    with_namespace("e2e-suspend", |client, ns| async move {
+        let _operator = Operator::start(&client, &ns).await;
+        let script = "from distributed import Client\nprint(Client().submit(sum, [1, 2]).result())";
+        let yaml = small_job(
+            "later",
+            "  suspend: true\n  ttlSecondsAfterFinished: 5\n",
+            script,
+        );
+        create_from_yaml(&client, &ns, &yaml).await;
+        let jobs: Api<DaskJob> = Api::namespaced(client.clone(), &ns);
+        eventually("the job to be Suspended", TIMEOUT, || async {
+            let status = jobs.get("later").await.ok()?.status?;
+            let suspended = status
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "Suspended")?;
+            (suspended.status == "True").then_some(())
+        })
+        .await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        assert!(
+            pods.list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty(),
+            "nothing runs"
+        );
+
+        jobs.patch(
+            "later",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .unwrap();
+        let outcome = job_status(&client, &ns, "later", &["Successful", "Failed"]).await;
+        assert_eq!(outcome, "Successful");
+        eventually("the finished job removed by its TTL", TIMEOUT, || async {
+            jobs.get_opt("later").await.ok()?.is_none().then_some(())
+        })
+        .await;
+        let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
+        eventually("its cluster gone with it", TIMEOUT, || async {
+            clusters
+                .get_opt("later")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
     })
     .await;
 }

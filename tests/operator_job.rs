@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::jobs::{cluster_gone, report_runner, report_scheduler_ready, wait_job};
 use common::{
     Operator, create_from_yaml, events, eventually, fixture, try_create_from_yaml,
     with_unscheduled_namespace,
@@ -14,78 +15,10 @@ use dask_operator::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn wait_job(client: &Client, ns: &str, name: &str, job_status: &str) -> DaskJobStatus {
-    let jobs: Api<DaskJob> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("DaskJob {name} jobStatus {job_status}"),
-        TIMEOUT,
-        || async {
-            let status = jobs.get(name).await.ok()?.status?;
-            (status.job_status.as_deref() == Some(job_status)).then_some(status)
-        },
-    )
-    .await
-}
-
-/// Reports the job's scheduler pod Ready as a kubelet would, and waits for the runner pod (created at
-/// once, or only then with `waitForScheduler`).
-async fn report_scheduler_ready(client: &Client, ns: &str, job: &str) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(&format!(
-        "dask.org/cluster-name={job},dask.org/component=scheduler"
-    ));
-    let scheduler = eventually("the scheduler pod", TIMEOUT, || async {
-        pods.list(&lp).await.ok()?.items.into_iter().next()
-    })
-    .await;
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
-        .iter()
-        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
-        .collect();
-    let patch = json!({"status": {"phase": "Running", "conditions": conditions}});
-    pods.patch_status(
-        &scheduler.name_any(),
-        &PatchParams::default(),
-        &Patch::Strategic(&patch),
-    )
-    .await
-    .unwrap();
-    let runner = format!("{job}-runner");
-    eventually("the runner pod", TIMEOUT, || async {
-        pods.get_opt(&runner).await.ok()?
-    })
-    .await
-}
-
-/// Reports the runner's phase (and container restarts) as a kubelet would.
-async fn report_runner(client: &Client, ns: &str, pod: &str, phase: &str, restarts: i32) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let container = json!({
-        "name": "job", "image": "dask-kubernetes:dev", "imageID": "", "ready": phase == "Running",
-        "restartCount": restarts, "started": phase == "Running",
-        "state": if phase == "Running" { json!({"running": {}}) } else { json!({"terminated": {"exitCode": if phase == "Succeeded" { 0 } else { 1 }}}) }
-    });
-    let patch = json!({"status": {"phase": phase, "containerStatuses": [container]}});
-    pods.patch_status(pod, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
-async fn cluster_gone(client: &Client, ns: &str, name: &str) {
-    let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("DaskCluster {name} to be deleted"),
-        TIMEOUT,
-        || async { clusters.get_opt(name).await.ok()?.is_none().then_some(()) },
-    )
-    .await;
-}
 
 fn status_keys(status: &DaskJobStatus) -> Vec<String> {
     let mut keys: Vec<String> = serde_json::to_value(status)

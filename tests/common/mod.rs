@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod faultproxy;
+pub mod jobs;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
