@@ -97,22 +97,28 @@ async fn simplejob_runs_to_successful_and_its_cluster_is_deleted() {
         assert!(done.end_time.as_ref().unwrap().0 >= done.start_time.as_ref().unwrap().0);
         assert_eq!(done.reason.as_deref(), Some("RunnerSucceeded"));
         let conditions = done.conditions.clone().unwrap();
+        let complete = conditions.iter().find(|c| c.type_ == "Complete").unwrap();
         assert_eq!(
-            (conditions[0].type_.as_str(), conditions[0].status.as_str()),
+            (complete.type_.as_str(), complete.status.as_str()),
             ("Complete", "True")
         );
         // Upstream's five keys, plus our additive ones (compat §3.3).
         assert_eq!(
             status_keys(&done),
             [
+                "attempts",
                 "clusterName",
                 "conditions",
+                "dashboardURL",
                 "endTime",
+                "failedAttempts",
                 "jobRunnerPodName",
                 "jobStatus",
                 "message",
                 "observedGeneration",
                 "reason",
+                "runnerUid",
+                "schedulerAddress",
                 "startTime"
             ]
         );
@@ -147,7 +153,12 @@ async fn failedjob_ends_failed_with_a_warning_event() {
         let status = wait_job(&client, &ns, "failed-job", "Failed").await;
         assert_eq!(status.reason.as_deref(), Some("RunnerFailed"));
         assert!(status.end_time.is_some());
-        assert_eq!(status.conditions.unwrap()[0].type_, "Failed");
+        let conditions = status.conditions.unwrap();
+        let failed = conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+        assert_eq!(
+            (failed.status.as_str(), failed.reason.as_str()),
+            ("True", "RunnerFailed")
+        );
         cluster_gone(&client, &ns, "failed-job").await;
         let warnings = events(&client, &ns, "failed-job", "RunnerFailed").await;
         assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
@@ -363,7 +374,12 @@ async fn a_job_named_like_a_users_cluster_fails_and_leaves_the_cluster_alone() {
         assert_eq!(status.reason.as_deref(), Some("ClusterNameTaken"));
         let message = status.message.unwrap();
         assert!(message.contains("DaskCluster foo"), "{message}");
-        assert_eq!(status.conditions.unwrap()[0].type_, "Failed");
+        let conditions = status.conditions.unwrap();
+        let failed = conditions.iter().find(|c| c.type_ == "Failed").unwrap();
+        assert_eq!(
+            (failed.status.as_str(), failed.reason.as_str()),
+            ("True", "ClusterNameTaken")
+        );
         let warnings = events(&client, &ns, "foo", "ClusterNameTaken").await;
         assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
 

@@ -127,6 +127,16 @@ async fn bad_lifecycle_fields_are_rejected_naming_the_field() {
              keepForSeconds: 60\n",
         );
         try_create_from_yaml(&client, &ns, &ok).await.expect("a valid DaskJob");
+        // Whether a job owns its cluster is decided once: clusterRef cannot be switched on or off.
+        let switch = json!({"spec": {"cluster": null, "clusterRef": {"name": "shared"}}});
+        let jobs: Api<DaskJob> = Api::namespaced(client.clone(), &ns);
+        match jobs.patch("ok", &PatchParams::default(), &Patch::Merge(&switch)).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                assert!(status.message.contains("spec.clusterRef: cannot be added or removed"), "{}", status.message);
+            }
+            other => panic!("switching to clusterRef: expected a refusal, got {other:?}"),
+        }
         let on_existing = without_cluster("  clusterRef:\n    name: shared\n").replace("name: bad\n", "name: ref\n");
         try_create_from_yaml(&client, &ns, &on_existing).await.expect("a DaskJob on an existing cluster");
     })

@@ -303,8 +303,13 @@ async fn create_runner(ctx: &Context, job: &DaskJob, name: &str) -> Result<()> {
     match api.create(&params, &pod).await {
         Ok(_) => {
             let message = format!("Created runner pod {name}");
-            ctx.event(job, EventType::Normal, "RunnerCreated", message)
-                .await;
+            ctx.event(
+                job,
+                EventType::Normal,
+                life::reasons::RUNNER_CREATED,
+                message,
+            )
+            .await;
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {

@@ -118,8 +118,9 @@ pub struct JobRunnerSpec {
     /// The runner's pod. `restartPolicy` defaults to `OnFailure`; `DASK_SCHEDULER_ADDRESS` is appended to
     /// every container's env unless the container sets it.
     pub spec: PodSpec,
-    /// How many times the runner's containers may restart (under `restartPolicy: OnFailure`) before
-    /// the job is `Failed`. Defaults to the operator's `--runner-restart-limit` (6).
+    /// How many times the runner's containers may restart (in all, under `restartPolicy: OnFailure`)
+    /// before the attempt fails (`RestartLimitExceeded`): the job is then `Failed`, or retried under
+    /// `backoffLimit`. Defaults to the operator's `--runner-restart-limit` (6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub restart_limit: Option<i32>,
@@ -157,8 +158,8 @@ pub struct DaskJobStatus {
     /// When the job ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Time>,
-    /// A CamelCase reason for the last transition (for example `RunnerSucceeded`, `RunnerFailed`,
-    /// `RestartLimitExceeded`, `RunnerDeleted`).
+    /// Why the job ended, CamelCase (for example `RunnerSucceeded`, `RunnerFailed`,
+    /// `RestartLimitExceeded`, `RunnerDeleted`, `BackoffLimitExceeded`, `DeadlineExceeded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// A human-readable explanation of `reason`.

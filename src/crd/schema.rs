@@ -106,6 +106,11 @@ fn name_rules(kind: &str, schema: &mut Value) {
                                 spec.clusterRef (an existing DaskCluster) must be set",
                 },
                 {
+                    "rule": "has(oldSelf.clusterRef) == has(self.clusterRef)",
+                    "message": "spec.clusterRef: cannot be added or removed once the job exists (it \
+                                decides whether the job owns its cluster); create a new DaskJob",
+                },
+                {
                     "rule": "!has(self.clusterRef) || !has(self.cleanupPolicy)",
                     "message": "spec.cleanupPolicy: applies to the job's own cluster (spec.cluster); a job \
                                 on an existing cluster (spec.clusterRef) never deletes it",

@@ -57,6 +57,7 @@ pub mod reasons {
     pub const CLUSTER_NAME_TAKEN: &str = "ClusterNameTaken";
     pub const INVALID_NAME: &str = "InvalidName";
     pub const CLUSTER_CREATED: &str = "ClusterCreated";
+    pub const RUNNER_CREATED: &str = "RunnerCreated";
     pub const RUNNING: &str = "Running";
     pub const ATTEMPT_FAILED: &str = "AttemptFailed";
     pub const RETRYING: &str = "Retrying";
@@ -184,6 +185,12 @@ pub fn decide(o: &Observed) -> Decision {
         finished(o, &mut d);
         return d;
     }
+    // The job is recorded before anything is made for it (upstream's first jobStatus); the status
+    // write wakes the job again.
+    if d.status.job_status.is_none() {
+        d.status.job_status = Some(job_status::JOB_CREATED.into());
+        return d;
+    }
     let spec = &o.job.spec;
     let own = spec.cluster_ref.is_none();
     let job = o.job.name_any();
@@ -208,12 +215,6 @@ pub fn decide(o: &Observed) -> Decision {
             return d;
         }
     }
-    // The job is recorded before anything is made for it (upstream's first jobStatus); the status
-    // write wakes the job again.
-    if d.status.job_status.is_none() {
-        d.status.job_status = Some(job_status::JOB_CREATED.into());
-        return d;
-    }
     if spec.suspend && !current_succeeded(o, &d.status) {
         suspend(o, &mut d);
         return d;
@@ -228,10 +229,16 @@ pub fn decide(o: &Observed) -> Decision {
         d.note(false, reasons::RESUMED, message);
     }
 
-    // Deadlines, counted from the job's creation or its last resume.
+    // Deadlines, counted from the job's creation or its last resume. A runner that already
+    // succeeded (seen late: the operator was down) is a success, not a missed deadline; one that
+    // already started did not miss the startup deadline.
     let since = active_since(o.job, &d.status).0.as_second();
     let now = o.now.0.as_second();
-    if let Some(limit) = spec.active_deadline_seconds {
+    let succeeded = current_succeeded(o, &d.status);
+    let started = succeeded
+        || current_pod(o, &d.status)
+            .is_some_and(|p| runner_time(Some(p), false).is_some() || ended(p));
+    if let Some(limit) = spec.active_deadline_seconds.filter(|_| !succeeded) {
         let left = since + limit - now;
         if left <= 0 {
             let message = format!(
@@ -244,6 +251,7 @@ pub fn decide(o: &Observed) -> Decision {
         d.wake_in(left);
     }
     if d.status.start_time.is_none()
+        && !started
         && let Some(limit) = spec.startup_deadline_seconds
     {
         let left = since + limit - now;
@@ -390,13 +398,6 @@ fn start_attempt(o: &Observed, d: &mut Decision, cluster: &str) {
         };
         d.note(false, reasons::CLUSTER_CREATED, message);
     }
-    if attempt > 1 {
-        d.note(
-            false,
-            reasons::RETRYING,
-            format!("Starting attempt {attempt} with runner pod {pod}"),
-        );
-    }
 }
 
 /// What the current attempt's runner pod tells.
@@ -484,8 +485,9 @@ pub fn result_of(pod: &Pod) -> Option<String> {
     Some(message[..end].to_string())
 }
 
-/// When the runner's first container started (`finished: false`) or last finished (`true`), as the
-/// kubelet reported it; so the times are right even when the operator was down at the time.
+/// When the runner's first container started (`finished: false`; running, or already terminated) or
+/// last finished (`true`), as the kubelet reported it; so the times are right even when the operator
+/// was down at the time.
 pub fn runner_time(pod: Option<&Pod>, finished: bool) -> Option<Time> {
     let statuses = pod?.status.as_ref()?.container_statuses.as_ref()?;
     let times = statuses.iter().filter_map(|c| {
@@ -496,7 +498,8 @@ pub fn runner_time(pod: Option<&Pod>, finished: bool) -> Option<Time> {
                 .as_ref()
                 .and_then(|t| t.finished_at.clone())
         } else {
-            state.running.as_ref().and_then(|r| r.started_at.clone())
+            (state.running.as_ref().and_then(|r| r.started_at.clone()))
+                .or_else(|| state.terminated.as_ref().and_then(|t| t.started_at.clone()))
         }
     });
     if finished {
@@ -658,6 +661,16 @@ fn attempt_failed(
             }
             let cluster = build_cluster_name(o.job);
             start_attempt(o, d, &cluster);
+            let (attempt, pod) = (
+                d.status.attempts.unwrap_or(1),
+                d.status.job_runner_pod_name.clone(),
+            );
+            let pod = pod.unwrap_or_default();
+            d.note(
+                false,
+                reasons::RETRYING,
+                format!("Starting attempt {attempt} with runner pod {pod} ({failed} of {limit} retries used)"),
+            );
             current_attempt(o, d);
         }
         Some(limit) => {
@@ -722,7 +735,11 @@ fn terminal(
     message: String,
     end: Time,
 ) {
+    let started = current_pod(o, &d.status).and_then(|p| runner_time(Some(p), false));
     let s = &mut d.status;
+    if s.start_time.is_none() {
+        s.start_time = started;
+    }
     s.job_status = Some(outcome.into());
     s.end_time = Some(end);
     s.reason = Some(reason.into());

@@ -77,6 +77,7 @@ fn runner(n: i32, phase: &str) -> Pod {
             "Succeeded" | "Failed" => ContainerState {
                 terminated: Some(ContainerStateTerminated {
                     exit_code: if phase == "Succeeded" { 0 } else { 1 },
+                    started_at: Some(at(4)),
                     finished_at: Some(at(9)),
                     message: Some("{\"mean\": 1.5}\n".into()),
                     ..Default::default()
@@ -898,4 +899,43 @@ fn times_have_whole_seconds_like_upstream() {
         text.ends_with("Z\"") && text.len() == "\"2026-01-01T00:00:00Z\"".len(),
         "{text}"
     );
+}
+
+#[test]
+fn an_outcome_seen_late_wins_over_a_deadline_passed_since() {
+    let mut j = job();
+    j.spec.active_deadline_seconds = Some(60);
+    j.spec.startup_deadline_seconds = Some(30);
+    // The runner started at 4 and succeeded at 9; the operator, down, sees it at 100.
+    let d = run(
+        &j,
+        attempt("ClusterCreated", 1, 0),
+        up(),
+        &[runner(1, "Succeeded")],
+        100,
+    );
+    let s = &d.status;
+    assert_eq!(s.job_status.as_deref(), Some("Successful"));
+    assert_eq!(
+        (s.start_time.clone(), s.end_time.clone()),
+        (Some(at(4)), Some(at(9)))
+    );
+    // A runner that started in time but is seen late has not missed its startup deadline.
+    let d = run(
+        &j,
+        attempt("ClusterCreated", 1, 0),
+        up(),
+        &[runner(1, "Running")],
+        40,
+    );
+    assert_eq!(d.status.job_status.as_deref(), Some("Running"));
+    // One that failed is an attempt failed; with the deadline passed the job then fails by it.
+    let d = run(
+        &j,
+        attempt("Running", 1, 0),
+        up(),
+        &[runner(1, "Failed")],
+        100,
+    );
+    assert_eq!(d.status.reason.as_deref(), Some("DeadlineExceeded"));
 }
