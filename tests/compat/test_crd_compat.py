@@ -139,6 +139,11 @@ ALLOWED_ADDED_CONSTRAINTS: dict[str, dict[str, str]] = {
         "spec.cluster.spec.worker.replicas@minimum": _NON_NEGATIVE_REPLICAS,
         "spec.cluster.spec.idleTimeout@minimum": _NON_NEGATIVE_IDLE_TIMEOUT,
         "@x-kubernetes-validations": _JOB_NAME,
+        "spec@x-kubernetes-validations": (
+            "rules on fields upstream does not have: exactly one of spec.cluster and spec.clusterRef (a "
+            "manifest written for upstream always has spec.cluster, which upstream requires), clusterRef "
+            "fixed for a job's life, cleanupPolicy only for a job's own cluster (docs/daskjob.md)"
+        ),
     },
     "DaskAutoscaler": {
         "spec.minimum@minimum": _NON_NEGATIVE_BOUNDS,

@@ -23,7 +23,8 @@ NAMESPACE_RULES = [
      "verbs": ["list", "watch", "create", "patch", "delete"]},
     {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskautoscalers"],
      "verbs": ["list", "watch", "patch", "delete"]},
-    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs"], "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs"],
+     "verbs": ["list", "watch", "patch", "delete"]},
     {"apiGroups": ["kubernetes.dask.org"],
      "resources": ["daskclusters/status", "daskworkergroups/status", "daskjobs/status"],
      "verbs": ["patch"]},
@@ -32,7 +33,7 @@ NAMESPACE_RULES = [
      "verbs": ["update"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 CRD_NAMES = [f"{p}.kubernetes.dask.org" for p in ("daskclusters", "daskworkergroups", "daskjobs", "daskautoscalers")]
