@@ -60,5 +60,6 @@ if [[ $phase != Successful ]]; then
   "${KUBECTL[@]}" -n "$NS" get daskjob "$JOB" -o jsonpath='{.status.reason}: {.status.message}{"\n"}'
   exit 1
 fi
+log "status.result: $("${KUBECTL[@]}" -n "$NS" get daskjob "$JOB" -o jsonpath='{.status.result}')"
 log "the mean of x + x.T is printed above (about 1.0); the job's cluster is deleted, the runner pod kept"
 log "the operator runs in the cluster: kubectl -n $RELEASE_NS logs deploy/$RELEASE"
