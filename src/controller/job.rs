@@ -22,6 +22,7 @@ use super::{
     requeue, serve,
 };
 use crate::crd::cluster::phase;
+use crate::crd::job::job_status;
 use crate::crd::{DaskCluster, DaskJob};
 use crate::decisions::job::{
     self as life, Act, ClusterSeen, Decision, Observed, decide, is_terminal,
@@ -224,7 +225,18 @@ async fn carry_out(
     if wrote && status.job_status != before.job_status {
         let job_status = status.job_status.as_deref().unwrap_or_default();
         let reason = status.reason.as_deref().unwrap_or_default();
-        info!(%namespace, %name, %job_status, %reason, "DaskJob status changed");
+        // Upstream's log lines, which its test suite (our conformance run) looks for.
+        match job_status {
+            job_status::JOB_CREATED => info!(%namespace, %name, "A DaskJob has been created"),
+            job_status::RUNNING => info!(%namespace, %name, "Job now in running"),
+            job_status::SUCCESSFUL => {
+                info!(%namespace, %name, "Job succeeded, deleting Dask cluster.")
+            }
+            job_status::FAILED => {
+                info!(%namespace, %name, %reason, "Job failed, deleting Dask cluster.")
+            }
+            _ => info!(%namespace, %name, %job_status, "DaskJob status changed"),
+        }
         if is_terminal(status)
             && let (Some(start), Some(end)) = (&status.start_time, &status.end_time)
         {

@@ -29,14 +29,16 @@ PATCHES = [
         old="    assert set(job_status.keys()) == {\n",
         new=(
             "    assert set(job_status.keys())"
-            ' - {"reason", "message", "observedGeneration", "conditions"} == {\n'
+            ' - {"reason", "message", "observedGeneration", "conditions", "attempts", "failedAttempts",'
+            ' "runnerUid", "schedulerAddress", "dashboardURL", "result"} == {\n'
         ),
         why=(
             "upstream requires the final DaskJob status to have exactly the five keys clusterName, "
             "jobRunnerPodName, jobStatus, startTime, endTime. dask-operator adds reason, message, "
-            "observedGeneration and conditions by design (compat contract section 3.3, option 2). "
-            "The patched assertion still requires all five upstream keys and allows only those four "
-            "documented extras - any other extra key or a missing key still fails."
+            "observedGeneration, conditions, and the lifecycle's attempts, failedAttempts, runnerUid, "
+            "schedulerAddress, dashboardURL and result by design (compat contract section 3.3, "
+            "option 2; docs/daskjob.md). The patched assertion still requires all five upstream keys "
+            "and allows only those documented extras - any other extra key or a missing key still fails."
         ),
     ),
     Patch(

@@ -1,15 +1,32 @@
-//! Command line: every flag of `run` also reads an environment variable (`DASK_OPERATOR_*`), so the
-//! Helm chart and the kustomize manifests configure the operator through `env` alone.
+//! Command line. `run` is the operator: every flag of it also reads an environment variable
+//! (`DASK_OPERATOR_*`), so the Helm chart and the kustomize manifests configure it through `env`
+//! alone. `job` and `cluster` are for people and shell tasks (also as the kubectl plugin
+//! `kubectl-dask`): [`jobs`] submits a script as a DaskJob and follows it, [`clusters`] lists,
+//! scales and deletes clusters; [`submit`] builds the DaskJob purely from flags.
+
+pub mod clusters;
+pub mod jobs;
+pub mod kubectl;
+pub mod submit;
 
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
+use thiserror::Error;
 
 use crate::controller::Settings;
 use crate::telemetry::logging::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "dask-operator", version, about)]
+#[command(
+    name = "dask-operator",
+    version,
+    about,
+    after_help = "Examples:\n  \
+    dask-operator run                        # the operator\n  \
+    dask-operator job submit mean.py --wait  # a script as a DaskJob, followed to its end\n  \
+    kubectl dask cluster list                # linked or installed as kubectl-dask"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,6 +41,36 @@ pub enum Command {
         dask-operator run                                  # all namespaces, from a developer's host\n  \
         dask-operator run -n team-a,team-b --leader-elect  # two namespaces, one active replica")]
     Run(RunArgs),
+    /// Submit, follow, inspect and delete DaskJobs.
+    Job(jobs::JobArgs),
+    /// List, scale and delete DaskClusters.
+    Cluster(clusters::ClusterArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  dask-operator completions bash > /etc/bash_completion.d/dask-operator"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// A command's failure, one line for the terminal.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Message(String),
+    #[error(transparent)]
+    Submit(#[from] submit::SubmitError),
+    #[error("{}", api_message(.0))]
+    Kube(#[from] kube::Error),
+}
+
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Clone, Debug, Args)]
@@ -111,7 +158,7 @@ mod tests {
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).map(|c| match c.command {
             Command::Run(a) => a,
-            Command::Crd => unreachable!(),
+            _ => unreachable!(),
         })
     }
 
