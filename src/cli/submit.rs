@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::crd::DaskJob;
 use crate::crd::job::ClusterRef;
-use crate::resources::names;
+use crate::resources::{labels, names};
 
 /// The image of the job's runner, scheduler and workers unless `--image` says otherwise.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/dask/dask:2026.8.0";
@@ -254,6 +254,18 @@ pub fn build_job(
         if let Some(workers) = args.workers {
             template.worker.replicas = workers;
         }
+        // The scheduler Service is used as given (upstream's contract): it must select this job's
+        // scheduler, whatever name a manifest was written for.
+        template.scheduler.service.selector = Some(
+            [
+                (labels::CLUSTER_NAME.to_string(), name.to_string()),
+                (
+                    labels::COMPONENT.to_string(),
+                    labels::component::SCHEDULER.to_string(),
+                ),
+            ]
+            .into(),
+        );
         let size = |cpu: &Option<String>, memory: &Option<String>| {
             let mut quantities = serde_json::Map::new();
             if let Some(cpu) = cpu {
@@ -479,6 +491,9 @@ mod tests {
         assert_eq!(memory.limits.as_ref().unwrap()["memory"].0, "2Gi");
         assert!(job.spec.job.wait_for_scheduler);
         assert_eq!(job.spec.backoff_limit, Some(1));
+        let selector = cluster.scheduler.service.selector.clone().unwrap();
+        assert_eq!(selector["dask.org/cluster-name"], "mean-1a2b3");
+        assert_eq!(selector["dask.org/component"], "scheduler");
     }
 
     #[test]
@@ -509,6 +524,11 @@ mod tests {
         assert_eq!(runner.image.as_deref(), Some("my/image:2"));
         let cluster = &job.spec.cluster.as_ref().unwrap().spec;
         assert_eq!(cluster.worker.replicas, 5);
+        let selector = cluster.scheduler.service.selector.clone().unwrap();
+        assert_eq!(
+            selector["dask.org/cluster-name"], "from-file",
+            "not the manifest's example"
+        );
         assert_eq!(
             cluster.scheduler.spec.containers[0].image.as_deref(),
             Some("my/image:2")
