@@ -36,7 +36,7 @@ async fn main() {
         });
     match cli.command {
         Command::Crd => print!("{}", dask_operator::crd::crds_yaml()),
-        Command::Job(args) => exit(dask_operator::cli::jobs::run(args).await),
+        Command::Job(args) => exit(dask_operator::cli::jobs::run(*args).await),
         Command::Cluster(args) => exit(dask_operator::cli::clusters::run(args).await),
         Command::Completions { shell } => {
             let mut command = Cli::command();

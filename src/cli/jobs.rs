@@ -38,7 +38,7 @@ pub enum JobCommand {
         dask-operator job submit mean.py --workers 4 -- --size 10000\n  \
         dask-operator job submit etl.py --cluster shared -n team-a --wait -o json\n  \
         kubectl dask job submit mean.py --wait                   # the same, as a kubectl plugin")]
-    Submit(SubmitCommand),
+    Submit(Box<SubmitCommand>),
     /// Print the runner's log (the current attempt's, or --attempt N's).
     #[command(after_help = "Example:\n  dask-operator job logs mean-1a2b3 -f")]
     Logs {

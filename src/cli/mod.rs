@@ -42,7 +42,7 @@ pub enum Command {
         dask-operator run -n team-a,team-b --leader-elect  # two namespaces, one active replica")]
     Run(RunArgs),
     /// Submit, follow, inspect and delete DaskJobs.
-    Job(jobs::JobArgs),
+    Job(Box<jobs::JobArgs>),
     /// List, scale and delete DaskClusters.
     Cluster(clusters::ClusterArgs),
     /// Print a shell completion script.
