@@ -6,7 +6,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Output;
 
-use common::{Operator, create_from_yaml, eventually, fixture, kubeconfig_path, with_namespace};
+use common::{
+    Operator, create_from_yaml, eventually, fixture, gone, kubeconfig_path, with_namespace,
+};
 use dask_operator::crd::{DaskCluster, DaskJob, DaskWorkerGroup};
 use kube::Api;
 use kube::api::ListParams;
@@ -105,10 +107,7 @@ async fn submit_follows_a_script_to_its_result_and_the_job_commands_see_it() {
         let deleted = cli(&["job", "delete", "mean", "-n", &ns]).await;
         assert!(deleted.status.success(), "{}", text(&deleted.stderr));
         let jobs: Api<DaskJob> = Api::namespaced(client.clone(), &ns);
-        eventually("the job deleted", TIMEOUT, || async {
-            jobs.get_opt("mean").await.ok()?.is_none().then_some(())
-        })
-        .await;
+        gone(&jobs, "mean", TIMEOUT).await;
     })
     .await;
 }
@@ -179,10 +178,7 @@ async fn submit_to_an_existing_cluster_and_the_cluster_commands() {
         assert_eq!(groups.get("simple-default").await.unwrap().spec.worker.replicas, 1);
         let deleted = cli(&["cluster", "delete", "simple", "-n", &ns]).await;
         assert!(deleted.status.success(), "{}", text(&deleted.stderr));
-        eventually("the cluster deleted", TIMEOUT, || async {
-            clusters.get_opt("simple").await.ok()?.is_none().then_some(())
-        })
-        .await;
+        gone(&clusters, "simple", TIMEOUT).await;
     })
     .await;
 }

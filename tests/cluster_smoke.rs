@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{eventually, with_namespace};
+use common::{eventually, gone, with_namespace};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
@@ -185,15 +185,7 @@ async fn deleting_an_owner_garbage_collects_its_dependents() {
             .delete("owner", &DeleteParams::background())
             .await
             .unwrap();
-        eventually("the dependent to be garbage-collected", TIMEOUT, || async {
-            configmaps
-                .get_opt("dependent")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        gone(&configmaps, "dependent", TIMEOUT).await;
         assert!(
             configmaps.get_opt("unrelated").await.unwrap().is_some(),
             "GC must not touch unrelated objects"

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Operator, create_from_yaml, eventually, fixture, kubectl, with_namespace};
+use common::{Operator, create_from_yaml, eventually, fixture, gone, kubectl, with_namespace};
 use dask_operator::crd::{DaskCluster, DaskJob, DaskWorkerGroup};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
@@ -113,15 +113,7 @@ async fn example_job_computes_the_mean_and_succeeds() {
             "status.result {result}"
         );
         let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
-        eventually("the job's cluster to be deleted", TIMEOUT, || async {
-            clusters
-                .get_opt("example")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        gone(&clusters, "example", TIMEOUT).await;
     })
     .await;
 }
@@ -385,10 +377,7 @@ async fn deadlines_end_real_jobs_and_say_why() {
         );
         let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
         for name in ["sleeper", "missing"] {
-            eventually(&format!("cluster {name} deleted"), TIMEOUT, || async {
-                clusters.get_opt(name).await.ok()?.is_none().then_some(())
-            })
-            .await;
+            gone(&clusters, name, TIMEOUT).await;
         }
     })
     .await;
@@ -476,20 +465,9 @@ async fn a_suspended_job_runs_once_resumed_and_its_ttl_removes_it() {
         .unwrap();
         let outcome = job_status(&client, &ns, "later", &["Successful", "Failed"]).await;
         assert_eq!(outcome, "Successful");
-        eventually("the finished job removed by its TTL", TIMEOUT, || async {
-            jobs.get_opt("later").await.ok()?.is_none().then_some(())
-        })
-        .await;
+        gone(&jobs, "later", TIMEOUT).await;
         let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), &ns);
-        eventually("its cluster gone with it", TIMEOUT, || async {
-            clusters
-                .get_opt("later")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        gone(&clusters, "later", TIMEOUT).await;
     })
     .await;
 }

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Operator, create_from_yaml, eventually, fixture, kubectl, try_create_from_yaml,
-    with_unscheduled_namespace,
+    Operator, create_from_yaml, eventually, fixture, gone, kubectl, report_pods_ready,
+    try_create_from_yaml, with_unscheduled_namespace,
 };
 use dask_operator::crd::{DaskCluster, DaskWorkerGroup};
 use dask_operator::resources::names;
@@ -99,32 +99,6 @@ async fn wait_cluster_condition(
         },
     )
     .await
-}
-
-/// Reports the `n` pods matching `selector` Running and Ready, as a kubelet would.
-async fn report_pods_ready(client: &Client, ns: &str, selector: &str, n: usize) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(selector);
-    let found = eventually(&format!("{n} pods {selector}"), TIMEOUT, || async {
-        let items = pods.list(&lp).await.ok()?.items;
-        (items.len() == n).then_some(items)
-    })
-    .await;
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
-        .iter()
-        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
-        .collect();
-    let patch = json!({"status": {"phase": "Running", "conditions": conditions}});
-    for pod in found {
-        pods.patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Strategic(&patch),
-        )
-        .await
-        .unwrap();
-    }
 }
 
 async fn warning_events(client: &Client, ns: &str, name: &str, reason: &str) -> Vec<Event> {
@@ -509,15 +483,7 @@ async fn kopf_finalizer_is_removed_so_deletion_completes() {
             .delete("simple", &DeleteParams::default())
             .await
             .unwrap();
-        eventually("the DaskCluster to be gone", TIMEOUT, || async {
-            clusters
-                .get_opt("simple")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        gone(&clusters, "simple", TIMEOUT).await;
     })
     .await;
 }

@@ -10,7 +10,7 @@ use common::jobs::{
     TIMEOUT, cluster_gone, report_cluster_ready, report_container, report_runner, wait_job,
 };
 use common::{
-    Operator, create_from_yaml, events, eventually, fixture, try_create_from_yaml,
+    Operator, create_from_yaml, events, eventually, fixture, gone, try_create_from_yaml,
     with_unscheduled_namespace,
 };
 use dask_operator::crd::{DaskCluster, DaskJob, DaskJobStatus};
@@ -436,14 +436,7 @@ async fn a_suspended_job_runs_only_once_resumed_and_a_suspension_does_not_count_
         );
         cluster_gone(&client, &ns, "queued").await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        eventually("the suspended runner deleted", TIMEOUT, || async {
-            pods.get_opt("queued-runner")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        gone(&pods, "queued-runner", TIMEOUT).await;
 
         // Resumed: a fresh attempt on a fresh cluster; backoffLimit 0 is not exceeded.
         jobs.patch(
@@ -479,10 +472,7 @@ async fn finished_jobs_go_after_their_ttl_and_a_failed_cluster_is_kept_for_its_t
         wait_pod(&client, &ns, "short-runner").await;
         report_runner(&client, &ns, "short-runner", "Succeeded", 0).await;
         wait_job(&client, &ns, "short", "Successful").await;
-        eventually("the DaskJob deleted by its TTL", TIMEOUT, || async {
-            jobs.get_opt("short").await.ok()?.is_none().then_some(())
-        })
-        .await;
+        gone(&jobs, "short", TIMEOUT).await;
 
         let keep = "  cleanupPolicy:\n    cluster: KeepOnFailure\n    keepForSeconds: 3\n";
         create_from_yaml(&client, &ns, &job_yaml("kept", keep)).await;

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use dask_operator::crd::{DaskCluster, DaskJob, DaskJobStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::eventually;
+use super::{eventually, gone};
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -40,27 +40,8 @@ pub async fn report_scheduler_ready(client: &Client, ns: &str, job: &str) -> Pod
 
 /// Reports the scheduler pod of DaskCluster `cluster` Ready as a kubelet would.
 pub async fn report_cluster_ready(client: &Client, ns: &str, cluster: &str) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let lp = ListParams::default().labels(&format!(
-        "dask.org/cluster-name={cluster},dask.org/component=scheduler"
-    ));
-    let scheduler = eventually("the scheduler pod", TIMEOUT, || async {
-        pods.list(&lp).await.ok()?.items.into_iter().next()
-    })
-    .await;
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
-        .iter()
-        .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": now}))
-        .collect();
-    let patch = json!({"status": {"phase": "Running", "conditions": conditions}});
-    pods.patch_status(
-        &scheduler.name_any(),
-        &PatchParams::default(),
-        &Patch::Strategic(&patch),
-    )
-    .await
-    .unwrap();
+    let selector = format!("dask.org/cluster-name={cluster},dask.org/component=scheduler");
+    super::report_pods_ready(client, ns, &selector, 1).await
 }
 
 /// Reports the runner's phase (and container restarts) as a kubelet would.
@@ -96,10 +77,5 @@ pub async fn report_container(
 
 pub async fn cluster_gone(client: &Client, ns: &str, name: &str) {
     let clusters: Api<DaskCluster> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("DaskCluster {name} to be deleted"),
-        TIMEOUT,
-        || async { clusters.get_opt(name).await.ok()?.is_none().then_some(()) },
-    )
-    .await;
+    gone(&clusters, name, TIMEOUT).await;
 }

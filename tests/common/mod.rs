@@ -386,6 +386,48 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// Reports the `n` pods matching `selector` Running and Ready, as a kubelet would.
+pub async fn report_pods_ready(client: &Client, ns: &str, selector: &str, n: usize) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let lp = kube::api::ListParams::default().labels(selector);
+    let found = eventually(
+        &format!("{n} pods {selector}"),
+        Duration::from_secs(30),
+        || async {
+            let items = pods.list(&lp).await.ok()?.items;
+            (items.len() == n).then_some(items)
+        },
+    )
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let conditions: Vec<_> = ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        .iter()
+        .map(|t| serde_json::json!({"type": t, "status": "True", "lastTransitionTime": now}))
+        .collect();
+    let patch = serde_json::json!({"status": {"phase": "Running", "conditions": conditions}});
+    for pod in found {
+        pods.patch_status(
+            &kube::ResourceExt::name_any(&pod),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Waits until the object `name` of `api` no longer exists (deleted, its finalizers done).
+pub async fn gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let what = format!("{} {name} to be gone", K::kind(&()));
+    eventually(&what, timeout, || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await
+}
+
 /// The Events about `name` with `reason`, once there is at least one (waits up to 30 s): the operator
 /// publishes an Event after the status write a test waits for, so it may not be there yet.
 pub async fn events(
