@@ -307,8 +307,15 @@ def ti_identity(dag_id: str, task_id: str, run_id: str, map_index: int | None) -
     }
 
 
+def _identity_label(key: str, value: str) -> str:
+    # An unmapped task's map index, -1, is no valid label value.
+    if key == LABEL_MAP_INDEX and value == "-1":
+        return "none"
+    return safe_label_value(value)
+
+
 def ti_labels(identity: Mapping[str, str], try_number: int | None) -> dict[str, str]:
-    labels = {k: safe_label_value(v) for k, v in identity.items()}
+    labels = {k: _identity_label(k, v) for k, v in identity.items()}
     labels[LABEL_TRY_NUMBER] = str(try_number or 0)
     labels[LABEL_MANAGED_BY] = MANAGED_BY
     return labels
@@ -316,7 +323,7 @@ def ti_labels(identity: Mapping[str, str], try_number: int | None) -> dict[str, 
 
 def identity_selector(identity: Mapping[str, str]) -> str:
     """Selects the not-yet-reported DaskJobs of a task instance, whatever their try."""
-    parts = [f"{k}={safe_label_value(identity[k])}" for k in TI_IDENTITY_LABELS]
+    parts = [f"{k}={_identity_label(k, identity[k])}" for k in TI_IDENTITY_LABELS]
     parts.append(f"{LABEL_FINISHED}!=true")
     return ",".join(parts)
 
