@@ -191,8 +191,14 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
 class FakeTI:
     """The task instance fields the operator reads, and the XComs it pushes."""
 
-    def __init__(self, dag_id="dag", task_id="task", run_id="manual__2026-01-01T00:00:00+00:00",
-                 map_index=-1, try_number=1) -> None:
+    def __init__(
+        self,
+        dag_id="dag",
+        task_id="task",
+        run_id="manual__2026-01-01T00:00:00+00:00",
+        map_index=-1,
+        try_number=1,
+    ) -> None:
         self.dag_id = dag_id
         self.task_id = task_id
         self.run_id = run_id

@@ -29,7 +29,9 @@ SCRIPT = "print('hello')"
 
 
 def op(**kw):
-    defaults = dict(task_id="task", image="dask-kubernetes:dev", script=SCRIPT, namespace="ns", poll_interval=0.01)
+    defaults = dict(
+        task_id="task", image="dask-kubernetes:dev", script=SCRIPT, namespace="ns", poll_interval=0.01
+    )
     if "job" in kw:
         defaults.pop("image")
         defaults.pop("script")
@@ -84,7 +86,9 @@ class TestCreate:
             "metadata": {"name": "example", "namespace": "default", "labels": {"x": "1"}},
             "spec": {
                 "job": {"spec": {"containers": [{"name": "job", "image": "i"}]}},
-                "cluster": {"spec": {"scheduler": {"service": {"selector": {"dask.org/cluster-name": "example"}}}}},
+                "cluster": {
+                    "spec": {"scheduler": {"service": {"selector": {"dask.org/cluster-name": "example"}}}}
+                },
             },
         }
         deferred(op(job=yaml.safe_dump(manifest), namespace=None, deferrable=True), ti)
@@ -93,7 +97,10 @@ class TestCreate:
         assert name.startswith("example-")
         assert job["metadata"]["namespace"] == "default"
         assert job["metadata"]["labels"]["x"] == "1"
-        assert job["spec"]["cluster"]["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"] == name
+        assert (
+            job["spec"]["cluster"]["spec"]["scheduler"]["service"]["selector"]["dask.org/cluster-name"]
+            == name
+        )
 
     def test_fixed_name(self, cluster, ti):
         deferred(op(name="fixed", random_name_suffix=False, deferrable=True), ti)
@@ -114,7 +121,9 @@ class TestCreate:
         path = tmp_path / "kubeconfig"
         path.write_text(yaml.safe_dump({"apiVersion": "v1", "clusters": [{"name": "c"}]}))
         monkeypatch.setattr(
-            DaskJobHook, "conn_extras", property(lambda self: {"kube_config_path": str(path), "namespace": "ns"})
+            DaskJobHook,
+            "conn_extras",
+            property(lambda self: {"kube_config_path": str(path), "namespace": "ns"}),
         )
         trigger = deferred(op(deferrable=True), ti)
         assert trigger.config_dict == {"apiVersion": "v1", "clusters": [{"name": "c"}]}
@@ -159,7 +168,10 @@ class TestDeferredRun:
     def test_failed_job_fails_with_reason_and_message_and_is_kept(self, cluster, ti, caplog, capsys):
         trigger = deferred(op(deferrable=True), ti)
         name = finish(
-            cluster, jobStatus="Failed", reason="RunnerFailed", message="runner container exited with 1",
+            cluster,
+            jobStatus="Failed",
+            reason="RunnerFailed",
+            message="runner container exited with 1",
             jobRunnerPodName="r-runner",
         )
         cluster.logs[("ns", "r-runner")] = "Traceback\nValueError: failed on purpose"
@@ -170,10 +182,16 @@ class TestDeferredRun:
         assert "ValueError: failed on purpose" in logged(caplog, capsys)
         assert cluster.jobs[("ns", name)]["metadata"]["labels"][LABEL_FINISHED] == "true"
 
-    @pytest.mark.parametrize(("cleanup", "status", "kept"), [
-        ("always", "Failed", False), ("always", "Successful", False),
-        ("never", "Successful", True), ("never", "Failed", True), ("on_success", "Failed", True),
-    ])
+    @pytest.mark.parametrize(
+        ("cleanup", "status", "kept"),
+        [
+            ("always", "Failed", False),
+            ("always", "Successful", False),
+            ("never", "Successful", True),
+            ("never", "Failed", True),
+            ("on_success", "Failed", True),
+        ],
+    )
     def test_cleanup_choice(self, cluster, ti, cleanup, status, kept):
         trigger = deferred(op(deferrable=True, cleanup=cleanup), ti)
         name = finish(cluster, jobStatus=status)
@@ -202,8 +220,15 @@ class TestDeferredRun:
 
     def test_error_event(self, cluster, ti):
         with pytest.raises(AirflowException, match="was deleted before it finished"):
-            op().execute_complete({"ti": ti}, {"status": "error", "name": "j", "namespace": "ns",
-                                               "message": "DaskJob ns/j was deleted before it finished"})
+            op().execute_complete(
+                {"ti": ti},
+                {
+                    "status": "error",
+                    "name": "j",
+                    "namespace": "ns",
+                    "message": "DaskJob ns/j was deleted before it finished",
+                },
+            )
 
 
 class _nothing:
@@ -233,9 +258,19 @@ class TestSyncRun:
     def test_failure_in_the_worker(self, cluster, ti, monkeypatch):
         import dask_operator_provider.operators.daskjob as mod
 
-        monkeypatch.setattr(mod.time, "sleep", lambda s: finish(cluster, jobStatus="Failed", reason="DeadlineExceeded",
-                                                                message="activeDeadlineSeconds 60 passed"))
-        with pytest.raises(AirflowException, match="failed: DeadlineExceeded: activeDeadlineSeconds 60 passed"):
+        monkeypatch.setattr(
+            mod.time,
+            "sleep",
+            lambda s: finish(
+                cluster,
+                jobStatus="Failed",
+                reason="DeadlineExceeded",
+                message="activeDeadlineSeconds 60 passed",
+            ),
+        )
+        with pytest.raises(
+            AirflowException, match="failed: DeadlineExceeded: activeDeadlineSeconds 60 passed"
+        ):
             op(deferrable=False).execute({"ti": ti})
 
     def test_airflow_timeout_in_the_worker_deletes(self, cluster, ti, monkeypatch):
@@ -294,9 +329,13 @@ class TestReattach:
     def test_conflict_adopts_only_its_own_job(self, cluster):
         ti = FakeTI()
         self.existing(cluster, ti, jobStatus="Running")
-        operator = op(name="dag-task-old123", random_name_suffix=False, reattach_on_restart=False, deferrable=True)
+        operator = op(
+            name="dag-task-old123", random_name_suffix=False, reattach_on_restart=False, deferrable=True
+        )
         assert deferred(operator, ti).name == "dag-task-old123"
-        with pytest.raises(AirflowFailException, match="already exists and was not made by this task instance"):
+        with pytest.raises(
+            AirflowFailException, match="already exists and was not made by this task instance"
+        ):
             op(name="dag-task-old123", random_name_suffix=False, deferrable=True).execute(
                 {"ti": FakeTI(run_id="other")}
             )
@@ -361,7 +400,7 @@ class TestBadInput:
 
     def test_rejected_by_the_schema(self, cluster, ti):
         cluster.reject = 'spec.cluster.spec.worker.replicas: Invalid value: "string": must be of type integer'
-        with pytest.raises(AirflowFailException, match="rejected by the API server: .*replicas.*integer"):
+        with pytest.raises(AirflowFailException, match=r"rejected by the API server: .*replicas.*integer"):
             op(reattach_on_restart=False).execute({"ti": ti})
         assert not cluster.jobs
 
@@ -371,8 +410,10 @@ class TestBadInput:
             op(reattach_on_restart=False).execute({"ti": ti})
 
     def test_forbidden(self, cluster, ti):
-        cluster.create_error = api_error(403, 'daskjobs.kubernetes.dask.org is forbidden: User "u" cannot create')
-        with pytest.raises(AirflowFailException, match="not allowed: .*forbidden"):
+        cluster.create_error = api_error(
+            403, 'daskjobs.kubernetes.dask.org is forbidden: User "u" cannot create'
+        )
+        with pytest.raises(AirflowFailException, match=r"not allowed: .*forbidden"):
             op(reattach_on_restart=False).execute({"ti": ti})
 
     def test_unreachable_api_server(self, ti, tmp_path):
@@ -388,7 +429,9 @@ class TestBadInput:
         path = tmp_path / "kubeconfig"
         path.write_text(yaml.safe_dump(kubeconfig))
         operator = op(kubernetes_conn_id=None, config_file=str(path))
-        with pytest.raises(AirflowException, match=r"cannot reach the Kubernetes API server at https://127\.0\.0\.1:1"):
+        with pytest.raises(
+            AirflowException, match=r"cannot reach the Kubernetes API server at https://127\.0\.0\.1:1"
+        ):
             operator.execute({"ti": ti})
 
 

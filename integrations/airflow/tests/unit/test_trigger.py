@@ -11,15 +11,22 @@ from .conftest import api_error, run_trigger
 
 
 def make(**kw):
-    defaults = dict(name="job", namespace="ns", uid=None, kubernetes_conn_id="kubernetes_default",
-                    poll_interval=0.01)
+    defaults = dict(
+        name="job", namespace="ns", uid=None, kubernetes_conn_id="kubernetes_default", poll_interval=0.01
+    )
     return DaskJobTrigger(**{**defaults, **kw})
 
 
 class TestSerialization:
     def test_round_trip(self):
-        trigger = make(uid="u", config_dict={"clusters": []}, connection_extras={"namespace": "ns"},
-                       deadline=123.5, startup_deadline=100.0, on_kill_action="keep")
+        trigger = make(
+            uid="u",
+            config_dict={"clusters": []},
+            connection_extras={"namespace": "ns"},
+            deadline=123.5,
+            startup_deadline=100.0,
+            on_kill_action="keep",
+        )
         classpath, kwargs = trigger.serialize()
         assert classpath == "dask_operator_provider.triggers.daskjob.DaskJobTrigger"
         rebuilt = DaskJobTrigger(**kwargs)

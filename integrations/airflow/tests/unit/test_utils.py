@@ -84,7 +84,10 @@ class TestLoadJob:
             ({**MANIFEST, "spec": {"job": {"spec": {"containers": []}}}}, "has no container"),
             ({**MANIFEST, "spec": {**MANIFEST["spec"], "clusterRef": {"name": "c"}}}, "it has both"),
             ({**MANIFEST, "spec": {"job": MANIFEST["spec"]["job"]}}, "it has neither"),
-            ({**MANIFEST, "spec": {"job": MANIFEST["spec"]["job"], "clusterRef": "c"}}, "spec.clusterRef must"),
+            (
+                {**MANIFEST, "spec": {"job": MANIFEST["spec"]["job"], "clusterRef": "c"}},
+                "spec.clusterRef must",
+            ),
         ],
     )
     def test_bad_input_names_the_cause(self, job, message):
@@ -94,7 +97,9 @@ class TestLoadJob:
 
 class TestBuildJob:
     def test_own_cluster(self):
-        job = build_job(image="img", script="print(1)", workers=3, env={"A": 1}, resources={"limits": {"cpu": 1}})
+        job = build_job(
+            image="img", script="print(1)", workers=3, env={"A": 1}, resources={"limits": {"cpu": 1}}
+        )
         spec = job["spec"]
         runner = spec["job"]["spec"]["containers"][0]
         assert runner["args"] == ["python", "-c", "print(1)"]
@@ -102,7 +107,9 @@ class TestBuildJob:
         assert spec["job"]["spec"]["restartPolicy"] == "Never"
         assert spec["job"]["waitForScheduler"] is True
         assert spec["cluster"]["spec"]["worker"]["replicas"] == 3
-        assert spec["cluster"]["spec"]["worker"]["spec"]["containers"][0]["resources"] == {"limits": {"cpu": 1}}
+        assert spec["cluster"]["spec"]["worker"]["spec"]["containers"][0]["resources"] == {
+            "limits": {"cpu": 1}
+        }
         assert "clusterRef" not in spec
         load_job(job)  # valid by the local checks
 
@@ -211,30 +218,42 @@ class TestVerdict:
         ok = verdict(obj("Successful", result='{"a": 1}'), name="j", namespace="ns", uid="u1", now=0)
         assert ok["status"] == "success"
         assert ok["result"] == '{"a": 1}'
-        failed = verdict(obj("Failed", reason="RunnerFailed", message="exit 1"), name="j", namespace="ns",
-                         uid="u1", now=0)
+        failed = verdict(
+            obj("Failed", reason="RunnerFailed", message="exit 1"), name="j", namespace="ns", uid="u1", now=0
+        )
         assert (failed["status"], failed["reason"], failed["message"]) == ("failed", "RunnerFailed", "exit 1")
         json.dumps(failed)
 
     def test_waiting(self):
         assert verdict(obj("Running"), name="j", namespace="ns", uid="u1", now=10, deadline=11) is None
-        assert verdict(obj("JobCreated"), name="j", namespace="ns", uid=None, now=10, startup_deadline=11) is None
+        assert (
+            verdict(obj("JobCreated"), name="j", namespace="ns", uid=None, now=10, startup_deadline=11)
+            is None
+        )
 
     def test_deadlines(self):
         e = verdict(obj("Running"), name="j", namespace="ns", uid="u1", now=12, deadline=11)
         assert e["status"] == "timeout"
         assert "execution_timeout" in e["message"]
-        e = verdict(obj("ClusterCreated", reason="ImagePullBackOff", message="image x not found"), name="j",
-                    namespace="ns", uid="u1", now=12, startup_deadline=11)
+        e = verdict(
+            obj("ClusterCreated", reason="ImagePullBackOff", message="image x not found"),
+            name="j",
+            namespace="ns",
+            uid="u1",
+            now=12,
+            startup_deadline=11,
+        )
         assert e["status"] == "timeout"
         assert "startup_timeout_seconds" in e["message"]
         assert "image x not found" in e["message"]
         # Running: the startup deadline no longer applies.
-        assert verdict(obj("Running"), name="j", namespace="ns", uid="u1", now=12, startup_deadline=11) is None
-        # A verdict beats a deadline.
-        assert verdict(obj("Successful"), name="j", namespace="ns", uid="u1", now=12, deadline=11)["status"] == (
-            "success"
+        assert (
+            verdict(obj("Running"), name="j", namespace="ns", uid="u1", now=12, startup_deadline=11) is None
         )
+        # A verdict beats a deadline.
+        assert verdict(obj("Successful"), name="j", namespace="ns", uid="u1", now=12, deadline=11)[
+            "status"
+        ] == ("success")
 
     def test_replaced_object(self):
         e = verdict(obj("Successful", uid="u2"), name="j", namespace="ns", uid="u1", now=0)
@@ -244,8 +263,12 @@ class TestVerdict:
 
 class TestFailureMessage:
     def test_failed(self):
-        event = make_event("failed", obj("Failed", reason="RunnerFailed", message="runner exited 1",
-                                         result="ValueError: boom"), name="j", namespace="ns")
+        event = make_event(
+            "failed",
+            obj("Failed", reason="RunnerFailed", message="runner exited 1", result="ValueError: boom"),
+            name="j",
+            namespace="ns",
+        )
         text = failure_message(event)
         assert text == (
             "DaskJob ns/j failed: RunnerFailed: runner exited 1 (termination message: ValueError: boom)"
@@ -253,4 +276,6 @@ class TestFailureMessage:
 
     def test_timeout_and_error(self):
         assert failure_message({"status": "timeout", "message": "too slow"}) == "too slow"
-        assert failure_message({"status": "error", "name": "j", "namespace": "ns", "message": "gone"}) == "gone"
+        assert (
+            failure_message({"status": "error", "name": "j", "namespace": "ns", "message": "gone"}) == "gone"
+        )
