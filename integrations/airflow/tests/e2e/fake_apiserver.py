@@ -29,14 +29,22 @@ NAMESPACES: set[str] = {"default"}
 OBJECTS: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name) -> object
 CREATED: dict[str, float] = {}  # uid -> monotonic creation time
 
-CUSTOM = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(/(?P<name>[^/]+))?$")
+CUSTOM = re.compile(
+    r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(/(?P<name>[^/]+))?$"
+)
 NAMESPACE = re.compile(r"^/api/v1/namespaces(/(?P<ns>[^/]+))?$")
 PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods(/(?P<name>[^/]+)(?P<log>/log)?)?$")
 
 
 def status(code: int, message: str, reason: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason,
-            "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def matches(labels: dict[str, str], selector: str) -> bool:
@@ -67,11 +75,19 @@ def progress(obj: dict[str, Any]) -> None:
     if age >= 2:
         args = json.dumps(obj["spec"]["job"]["spec"]["containers"][0].get("args", []))
         if "raise" in args:
-            st.update(jobStatus="Failed", reason="RunnerFailed", message="runner container job exited with code 1",
-                      result="ValueError: failed on purpose")
+            st.update(
+                jobStatus="Failed",
+                reason="RunnerFailed",
+                message="runner container job exited with code 1",
+                result="ValueError: failed on purpose",
+            )
         else:
-            st.update(jobStatus="Successful", reason="RunnerSucceeded", message="runner succeeded",
-                      result=json.dumps({"mean": 1.00001}))
+            st.update(
+                jobStatus="Successful",
+                reason="RunnerSucceeded",
+                message="runner succeeded",
+                result=json.dumps({"mean": 1.00001}),
+            )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -119,13 +135,18 @@ class Handler(BaseHTTPRequestHandler):
                 del OBJECTS[key]
         return self.send(200, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
-    def custom(self, method: str, plural: str, ns: str, name: str | None, query: dict[str, list[str]]) -> None:
+    def custom(
+        self, method: str, plural: str, ns: str, name: str | None, query: dict[str, list[str]]
+    ) -> None:
         if ns not in NAMESPACES:
             return self.send(404, status(404, f'namespaces "{ns}" not found', "NotFound"))
         if name is None and method == "GET":
             selector = (query.get("labelSelector") or [""])[0]
-            items = [o for (p, n, _), o in OBJECTS.items() if p == plural and n == ns
-                     and matches(o["metadata"].get("labels") or {}, selector)]
+            items = [
+                o
+                for (p, n, _), o in OBJECTS.items()
+                if p == plural and n == ns and matches(o["metadata"].get("labels") or {}, selector)
+            ]
             for o in items:
                 progress(o)
             return self.send(200, {"kind": "List", "metadata": {}, "items": items})
@@ -147,7 +168,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {"kind": "Status", "status": "Success"})
         if method == "PATCH":
             patch = self.body()
-            OBJECTS[key]["metadata"].setdefault("labels", {}).update((patch.get("metadata") or {}).get("labels") or {})
+            OBJECTS[key]["metadata"].setdefault("labels", {}).update(
+                (patch.get("metadata") or {}).get("labels") or {}
+            )
         progress(OBJECTS[key])
         return self.send(200, copy.deepcopy(OBJECTS[key]))
 

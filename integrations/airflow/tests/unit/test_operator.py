@@ -255,6 +255,24 @@ class TestSyncRun:
         assert len(sleeps) == 2
         assert not cluster.jobs
 
+    def test_api_server_restart_while_polling(self, cluster, ti, monkeypatch):
+        import dask_operator_provider.operators.daskjob as mod
+
+        monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+        operator = op(deferrable=False, reattach_on_restart=False)
+        cluster.get_errors = [ConnectionRefusedError("refused")] * 5
+        cluster.create_error = None
+        original = cluster.create_namespaced_custom_object
+
+        def create_then_succeed(*a, **kw):
+            obj = original(*a, **kw)
+            cluster.set_status(obj["metadata"]["name"], "ns", jobStatus="Successful", result="1")
+            return obj
+
+        cluster.create_namespaced_custom_object = create_then_succeed
+        assert operator.execute({"ti": ti}) == 1
+        assert not cluster.get_errors
+
     def test_failure_in_the_worker(self, cluster, ti, monkeypatch):
         import dask_operator_provider.operators.daskjob as mod
 

@@ -76,6 +76,8 @@ class DaskJobOperator(BaseOperator):
         running (or succeeded unreported) and wait for it instead of creating another.
     :param startup_timeout_seconds: how long the DaskJob may take to be ``Running``.
     :param poll_interval: seconds between two reads of the DaskJob.
+    :param transient_error_seconds: how long API errors that may pass (an API server restarting, HTTP 5xx)
+        are retried while waiting before the task fails.
     :param get_logs: copy the runner pod's log (its last ``log_tail_lines`` lines) into the task log.
     :param wait_for_completion: False: create the DaskJob, push the XComs and return its name.
     """
@@ -124,6 +126,7 @@ class DaskJobOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         startup_timeout_seconds: float | None = 600,
+        transient_error_seconds: float = 120.0,
         cleanup: str = "on_success",
         on_kill_action: str = "delete",
         reattach_on_restart: bool = True,
@@ -175,6 +178,7 @@ class DaskJobOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.startup_timeout_seconds = startup_timeout_seconds
+        self.transient_error_seconds = transient_error_seconds
         self.cleanup = cleanup
         self.on_kill_action = on_kill_action
         self.reattach_on_restart = reattach_on_restart
@@ -388,6 +392,7 @@ class DaskJobOperator(BaseOperator):
             deadline=deadline,
             startup_deadline=startup_deadline,
             poll_interval=self.poll_interval,
+            transient_error_seconds=self.transient_error_seconds,
             on_kill_action=self.on_kill_action,
         )
 
@@ -405,7 +410,7 @@ class DaskJobOperator(BaseOperator):
     def wait(self, deadline: float | None, startup_deadline: float | None) -> dict[str, Any]:
         """Polls the DaskJob in the worker until the same event the trigger would fire."""
         name, namespace = self.job_name or "", self.job_namespace or ""
-        errors = 0
+        failing_since: float | None = None  # the first of the transient errors in a row
         last: dict[str, Any] | None = None
         while True:
             try:
@@ -419,12 +424,15 @@ class DaskJobOperator(BaseOperator):
                         namespace=namespace,
                         message=f"DaskJob {namespace}/{name} was deleted before it finished",
                     )
-                errors += 1
-                if e.permanent or errors >= 5:
+                now = time.time()
+                failing_since = failing_since or now
+                if e.permanent or now - failing_since >= self.transient_error_seconds:
                     return make_event("error", last, name=name, namespace=namespace, message=str(e))
-                self.log.warning("%s (attempt %d of 5)", e, errors)
+                self.log.warning(
+                    "%s (retrying for %.0fs more)", e, self.transient_error_seconds - (now - failing_since)
+                )
             else:
-                errors = 0
+                failing_since = None
                 last = obj
                 event = verdict(
                     obj,

@@ -31,7 +31,8 @@ class DaskJobTrigger(BaseTrigger):
     :param deadline: absolute epoch seconds at which the task's ``execution_timeout`` ends.
     :param startup_deadline: absolute epoch seconds by which the DaskJob must be ``Running``.
     :param poll_interval: seconds between two reads of the DaskJob.
-    :param max_consecutive_errors: transient API errors in a row tolerated before an ``error`` event.
+    :param transient_error_seconds: how long transient API errors in a row (an API server restarting, a
+        connection refused, HTTP 5xx) are retried before an ``error`` event.
     :param on_kill_action: ``delete`` deletes the DaskJob when the task is killed while deferred (Airflow
         3.3+: ``on_kill``; before: ``cleanup`` once the task is no longer deferred), ``keep`` never does.
     """
@@ -52,7 +53,7 @@ class DaskJobTrigger(BaseTrigger):
         deadline: float | None = None,
         startup_deadline: float | None = None,
         poll_interval: float = 10.0,
-        max_consecutive_errors: int = 5,
+        transient_error_seconds: float = 120.0,
         on_kill_action: str = "delete",
     ) -> None:
         super().__init__()
@@ -69,7 +70,7 @@ class DaskJobTrigger(BaseTrigger):
         self.deadline = deadline
         self.startup_deadline = startup_deadline
         self.poll_interval = poll_interval
-        self.max_consecutive_errors = max_consecutive_errors
+        self.transient_error_seconds = transient_error_seconds
         self.on_kill_action = on_kill_action
         self._fired_event = False
 
@@ -90,7 +91,7 @@ class DaskJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "startup_deadline": self.startup_deadline,
                 "poll_interval": self.poll_interval,
-                "max_consecutive_errors": self.max_consecutive_errors,
+                "transient_error_seconds": self.transient_error_seconds,
                 "on_kill_action": self.on_kill_action,
             },
         )
@@ -115,7 +116,7 @@ class DaskJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         where = f"DaskJob {self.namespace}/{self.name}"
-        errors = 0
+        failing_since: float | None = None  # the first of the transient errors in a row
         last: dict | None = None
         hook = self.hook
         try:
@@ -132,13 +133,18 @@ class DaskJobTrigger(BaseTrigger):
                                 f"{(last or {}).get('status', {}).get('jobStatus') or 'unknown'})",
                             )
                             return
-                        errors += 1
-                        if e.permanent or errors >= self.max_consecutive_errors:
+                        now = time.time()
+                        failing_since = failing_since or now
+                        if e.permanent or now - failing_since >= self.transient_error_seconds:
                             yield self._event("error", last, f"{where}: {e}")
                             return
-                        self.log.warning("%s (attempt %d of %d)", e, errors, self.max_consecutive_errors)
+                        self.log.warning(
+                            "%s (retrying for %.0fs more)",
+                            e,
+                            self.transient_error_seconds - (now - failing_since),
+                        )
                     else:
-                        errors = 0
+                        failing_since = None
                         last = obj
                         event = verdict(
                             obj,
