@@ -114,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.namespace(method, m["ns"])
             if m := PODS.match(url.path):
                 if m["log"]:
-                    return self.send(200, f"starting\nmean of x + x.T: 1.00001\n", "text/plain")
+                    return self.send(200, "starting\nmean of x + x.T: 1.00001\n", "text/plain")
                 if m["name"]:
                     return self.send(404, status(404, f'pods "{m["name"]}" not found', "NotFound"))
                 return self.send(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
