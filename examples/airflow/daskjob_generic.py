@@ -30,7 +30,7 @@ MANIFEST = """
 apiVersion: kubernetes.dask.org/v1
 kind: DaskJob
 metadata:
-  name: NAME
+  name: __NAME__
 spec:
   job:
     waitForScheduler: true
@@ -84,12 +84,12 @@ spec:
         service:
           type: ClusterIP
           selector:
-            dask.org/cluster-name: NAME
+            dask.org/cluster-name: __NAME__
             dask.org/component: scheduler
           ports:
             - {name: tcp-comm, protocol: TCP, port: 8786, targetPort: tcp-comm}
             - {name: http-dashboard, protocol: TCP, port: 8787, targetPort: http-dashboard}
-""".replace("NAME", NAME)
+""".replace("__NAME__", NAME)
 
 with DAG(
     dag_id="dask_generic",

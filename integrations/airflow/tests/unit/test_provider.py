@@ -72,3 +72,26 @@ def _has_examples_arg(cls) -> bool:
     import inspect
 
     return "include_examples" in inspect.signature(cls.__init__).parameters
+
+
+def test_example_manifests_keep_the_worker_name_variable():
+    """The templating of the examples must leave $(DASK_WORKER_NAME) alone: workers sharing one literal
+    name are refused by the scheduler ("name taken")."""
+    import importlib.util
+
+    import yaml
+
+    for file, attr in [
+        ("daskjob_generic.py", "MANIFEST"),
+        ("daskcluster_pod.py", "DASKCLUSTER"),
+        ("daskjob_shared_cluster.py", "DASKCLUSTER"),
+    ]:
+        spec = importlib.util.spec_from_file_location(file[:-3], EXAMPLES / file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        manifest = yaml.safe_load(getattr(module, attr))
+        cluster = manifest["spec"]["cluster"]["spec"] if manifest["kind"] == "DaskJob" else manifest["spec"]
+        args = cluster["worker"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--name") + 1] == "$(DASK_WORKER_NAME)", (file, args)
+        name = manifest["metadata"]["name"]
+        assert cluster["scheduler"]["service"]["selector"]["dask.org/cluster-name"] == name
