@@ -34,6 +34,12 @@ hack/cluster-up.sh
 operator_image=$(hack/images/import-operator-image.sh "$CARGO_TARGET_DIR/release/dask-operator" | sed -n 's/^image=//p')
 
 cargo test --locked --no-fail-fast || status=1
+# The Airflow provider: ruff and its unit tests for Airflow 3.3 and 2.11 (cached venvs), then every
+# example DAG run with `airflow dags test` against the local cluster (real Dask pods, one namespace
+# and one operator per DAG), for both versions.
+integrations/airflow/hack/test.sh || status=1
+KUBECONFIG="$KUBECONFIG_FILE" E2E_OPERATOR="$CARGO_TARGET_DIR/debug/dask-operator" \
+  integrations/airflow/tests/e2e/run.sh 3 2 || status=1
 # Upstream dask-kubernetes' own suite (from its wheel) against our operator on the real node.
 DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/dask-operator" tests/conformance/run.sh || status=1
 # The operator as an in-cluster workload, installed with the chart: a job through it, least

@@ -14,9 +14,11 @@ command -v "$python" >/dev/null || { echo "hack/venv.sh: $python not found (set 
 lock="$here/requirements/airflow-$major.txt"
 [ -f "$lock" ] || { echo "hack/venv.sh: $lock is missing (hack/lock.sh $major makes it)" >&2; exit 2; }
 
-# The key: the interpreter, the lock, this script and the pyproject's [build-system]/[project] tables (its
+# The key: the checkout (the provider is installed editable, so a venv serves the checkout it was made
+# from), the interpreter, the lock, this script and the pyproject's [build-system]/[project] tables (its
 # dependencies and entry points); tool settings (ruff, pytest) do not rebuild the venv.
 hash=$( {
+    echo "$here"
     "$python" -c 'import sys; print(sys.version)'
     cat "$lock" "$0"
     sed -n '1,/^\[tool\./p' "$here/pyproject.toml"

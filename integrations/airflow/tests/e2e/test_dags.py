@@ -116,6 +116,9 @@ def leftovers(api: client.ApiClient, ns: str) -> dict[str, list[str]]:
 
 def dags_test(dag_id: str, ns: str) -> tuple[int, str, float]:
     env = dict(os.environ)
+    if os.environ.get("E2E_OPERATOR"):
+        # The command line under test is the same binary (dask_cli_bash).
+        env["DASK_OPERATOR_CLI"] = os.environ["E2E_OPERATOR"]
     env["AIRFLOW_CONN_KUBERNETES_DEFAULT"] = json.dumps(
         {"conn_type": "kubernetes", "extra": {"kube_config_path": os.environ["KUBECONFIG"], "namespace": ns}}
     )
@@ -211,6 +214,7 @@ EXPECTED = {
             "delete_cluster": "success",
         },
     ),
+    "dask_cli_bash": (0, {"submit": "success", "check": "success"}),
     "dask_failing": (
         1,
         {"raises": "failed", "no_namespace": "failed", "bad_schema": "failed", "not_a_daskjob": "failed"},
@@ -238,6 +242,9 @@ def test_dag(dag_id: str, namespace: str, api: client.ApiClient) -> None:
         assert xcom("dask_shared_cluster", "add") == sum(range(3_000_000))
     if dag_id == "dask_generic":
         assert abs(xcom("dask_generic", "wait")["mean"] - 1.0) < 0.01
+    if dag_id == "dask_cli_bash":
+        assert abs(xcom("dask_cli_bash", "check") - 1.0) < 0.01
+        assert "mean of x + x.T:" in output  # the runner's log, streamed by the command line
     if dag_id == "dask_failing":
         assert "failed: RunnerFailed" in output, output[-4000:]
         assert "ValueError: failed on purpose" in output

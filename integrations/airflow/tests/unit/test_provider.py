@@ -65,7 +65,14 @@ def test_example_dags_import():
         )
         assert bag.import_errors == {}
         ids |= set(bag.dag_ids)
-    assert ids == {"dask_mean", "dask_generic", "dask_cluster_pod", "dask_shared_cluster", "dask_failing"}
+    assert ids == {
+        "dask_mean",
+        "dask_generic",
+        "dask_cluster_pod",
+        "dask_shared_cluster",
+        "dask_cli_bash",
+        "dask_failing",
+    }
 
 
 def _has_examples_arg(cls) -> bool:
