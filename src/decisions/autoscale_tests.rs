@@ -46,6 +46,8 @@ fn run(row: &Row, settings: Settings) -> Decision {
     })
 }
 
+/// One table row, positional so that a row fits on a line.
+#[allow(clippy::too_many_arguments)]
 const fn row(
     name: &'static str,
     target: Option<u32>,
