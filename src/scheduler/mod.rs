@@ -187,12 +187,22 @@ impl Scheduler {
     }
 
     /// Through the API server's service proxy, with the operator's credentials (the operator runs
-    /// outside the cluster; it needs `get` on `services/proxy`).
+    /// outside the cluster; it needs `get` and `create` on `services/proxy`: `create` for the
+    /// POST of `retire_workers`). Best with a client from [`Self::proxy_client`]: a default client
+    /// retries the proxy's `503 no endpoints available` for up to 15 times with growing pauses,
+    /// which a call's bound then cuts short as a [`SchedulerError::Timeout`].
     pub fn proxy(client: kube::Client, cluster: &str, namespace: &str) -> Self {
         Self::with_transport(Transport::proxy(
             client,
             proxy_path(cluster, namespace, DASHBOARD_PORT_NAME),
         ))
+    }
+
+    /// A client for [`Self::proxy`] from the operator's `config`, without kube's retries of `503`
+    /// and `429` (a scheduler without a ready pod answers at once as [`SchedulerError::Proxy`]).
+    pub fn proxy_client(mut config: kube::Config) -> kube::Result<kube::Client> {
+        config.default_retry = false;
+        kube::Client::try_from(config)
     }
 
     fn with_transport(transport: Transport) -> Self {
@@ -255,6 +265,7 @@ impl Scheduler {
             Retire::Count(n) => json!({ "n": n }),
             Retire::Addresses(addresses) if addresses.is_empty() => return Ok(Vec::new()),
             Retire::Addresses(addresses) => json!({ "workers": addresses }),
+            Retire::Names(wanted) if wanted.is_empty() => return Ok(Vec::new()),
             Retire::Names(wanted) => {
                 let addresses: Vec<String> = self
                     .workers()

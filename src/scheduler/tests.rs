@@ -331,3 +331,85 @@ async fn a_silent_scheduler_times_out_and_a_closed_port_is_unreachable() {
     assert!(matches!(e, SchedulerError::Unreachable { .. }), "{e}");
     assert!(e.is_unreachable());
 }
+
+/// A client for an "API server" at `base` (plain HTTP on 127.0.0.1, no credentials), as
+/// [`Scheduler::proxy_client`] makes it.
+fn kube_client(base: &str) -> kube::Client {
+    Scheduler::proxy_client(kube::Config::new(base.parse().unwrap())).unwrap()
+}
+
+#[tokio::test]
+async fn a_retrying_client_is_still_bounded() {
+    let no_endpoints = r#"{"kind":"Status","message":"no endpoints available","code":503}"#;
+    let answers = vec![http_answer("503 Service Unavailable", no_endpoints); 20];
+    let (base, server) = canned(answers).await;
+    let retrying = kube::Client::try_from(kube::Config::new(base.parse().unwrap())).unwrap();
+    let s = Scheduler::proxy(retrying, "simple", "ns1").with_timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let e = s.adaptive_target().await.unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{e}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn proxied_calls_go_through_the_service_proxy_path() {
+    let no_endpoints = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"no endpoints available for service \"simple-scheduler:http-dashboard\"","reason":"ServiceUnavailable","code":503}"#;
+    let (base, server) = canned(vec![
+        http_answer("200 OK", r#"{"workers": 2}"#),
+        http_answer(
+            "200 OK",
+            r#"{"tcp://10.244.0.9:1": {"name": "simple-default-worker-x"}}"#,
+        ),
+        http_answer("503 Service Unavailable", no_endpoints),
+        http_answer(
+            "404 Not Found",
+            "<html><title>404: Not Found</title></html>",
+        ),
+    ])
+    .await;
+    let s = Scheduler::for_cluster(Route::ApiServerProxy, &kube_client(&base), "simple", "ns1");
+    assert_eq!(
+        s.target(),
+        "API server /api/v1/namespaces/ns1/services/simple-scheduler:http-dashboard/proxy"
+    );
+    assert_eq!(s.adaptive_target().await.unwrap(), 2);
+    assert_eq!(
+        s.retire_workers(Retire::Count(1)).await.unwrap(),
+        [Worker {
+            name: "simple-default-worker-x".into(),
+            address: "tcp://10.244.0.9:1".into()
+        }]
+    );
+    let e = s.check_idle().await.unwrap_err();
+    assert!(
+        matches!(e, SchedulerError::Proxy { status: 503, .. }) && e.is_unreachable(),
+        "{e}"
+    );
+    let e = s.workers().await.unwrap_err();
+    assert!(matches!(e, SchedulerError::ApiNotEnabled { .. }), "{e}");
+    let proxy = "/api/v1/namespaces/ns1/services/simple-scheduler:http-dashboard/proxy";
+    assert_eq!(
+        server.await.unwrap(),
+        [
+            format!("GET {proxy}/api/v1/adaptive_target HTTP/1.1 "),
+            format!(r#"POST {proxy}/api/v1/retire_workers HTTP/1.1 {{"n":1}}"#),
+            format!("GET {proxy}/api/v1/check_idle HTTP/1.1 "),
+            format!("GET {proxy}/api/v1/get_workers HTTP/1.1 "),
+        ]
+    );
+}
+
+#[test]
+fn the_direct_route_reaches_the_service_by_name() {
+    let client = || kube_client("http://127.0.0.1:1");
+    // Building a client needs a runtime for its background tasks.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let s = Scheduler::for_cluster(Route::Direct, &client(), "simple", "ns1");
+        assert_eq!(s.target(), "http://simple-scheduler.ns1.svc:8787");
+    });
+}
