@@ -163,7 +163,10 @@ pub fn decide(o: &Observed) -> Decision {
         let to = clamped.unwrap_or(min).max(min);
         let mut d = Decision::new(
             reasons::BELOW_MINIMUM,
-            format!("{current} workers is below spec.minimum ({min}): scaling up to {to}"),
+            format!(
+                "{} is below spec.minimum ({min}): scaling up to {to}",
+                workers(current)
+            ),
             recent,
         )
         .scale(to);
@@ -173,7 +176,10 @@ pub fn decide(o: &Observed) -> Decision {
     if current > max {
         let mut d = Decision::new(
             reasons::ABOVE_MAXIMUM,
-            format!("{current} workers is above spec.maximum ({max}): scaling down to {max}"),
+            format!(
+                "{} is above spec.maximum ({max}): scaling down to {max}",
+                workers(current)
+            ),
             recent,
         )
         .scale(max);
@@ -187,16 +193,22 @@ pub fn decide(o: &Observed) -> Decision {
         };
         let mut d = Decision::new(
             reasons::SCHEDULER_UNREACHABLE,
-            format!("keeping {current} workers: the scheduler cannot be reached: {why}"),
+            format!(
+                "keeping {}: the scheduler cannot be reached: {why}",
+                workers(current)
+            ),
             recent,
         );
         d.warning = true;
         return d;
     };
     let wanted = if raw == desired {
-        format!("the scheduler wants {raw} workers")
+        format!("the scheduler wants {}", workers(raw))
     } else {
-        format!("the scheduler wants {raw} workers, {desired} within [{min}, {max}]")
+        format!(
+            "the scheduler wants {}, {desired} within [{min}, {max}]",
+            workers(raw)
+        )
     };
     let since_change = o.last_change.map(|t| elapsed(t, o.now));
     let cooling = |cooldown: Duration| {
@@ -228,7 +240,7 @@ pub fn decide(o: &Observed) -> Decision {
     } else if desired == current {
         Decision::new(
             reasons::AT_TARGET,
-            format!("{wanted}; {current} workers"),
+            format!("{wanted}; {} now", workers(current)),
             recent,
         )
     } else if let Some(left) = cooling(o.settings.scale_down_cooldown) {
@@ -330,6 +342,11 @@ fn signed(d: Duration) -> SignedDuration {
 /// How long from `since` to `now`, zero if `since` is later.
 fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO)
+}
+
+/// `1 worker`, `3 workers`.
+fn workers(n: i32) -> String {
+    format!("{n} worker{}", if n == 1 { "" } else { "s" })
 }
 
 fn ceil_secs(d: Duration) -> u64 {

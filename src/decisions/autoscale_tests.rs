@@ -191,7 +191,7 @@ fn messages_say_what_and_why() {
     );
     assert_eq!(
         d.message,
-        "the scheduler wants 1 workers; keeping 5 until the target has stayed lower for 60s (10s \
+        "the scheduler wants 1 worker; keeping 5 until the target has stayed lower for 60s (10s \
          more)"
     );
 }
