@@ -33,6 +33,8 @@ hack/cluster-up.sh
 "$HELM4" uninstall dask-operator --kubeconfig "$KUBECONFIG_FILE" -n dask-operator --wait --ignore-not-found >/dev/null 2>&1 || true
 operator_image=$(hack/images/import-operator-image.sh "$CARGO_TARGET_DIR/release/dask-operator" | sed -n 's/^image=//p')
 
+# tests/scheduler_http.rs runs a real Dask scheduler from the test-client venv: make it (once) first.
+tests/conformance/venv.sh >/dev/null || status=1
 cargo test --locked --no-fail-fast || status=1
 # The Airflow provider: ruff and its unit tests for Airflow 3.3 and 2.11 (cached venvs), then every
 # example DAG run with `airflow dags test` against the local cluster (real Dask pods, one namespace

@@ -5,6 +5,7 @@
 //! - [`resources`]: pure builders, parent object in, desired children out;
 //! - [`decisions`]: pure decisions (conditions, a DaskJob's life) apart from their effects;
 //! - [`controller`]: one reconciler per kind: observe, build, apply, compute status;
+//! - [`scheduler`]: the Dask scheduler's HTTP API (adaptive target, retiring workers, idleness);
 //! - [`operator`]: the `run` process: CRD check, leader lease, one controller set per namespace;
 //! - [`telemetry`]: logs, metrics, probes and the lease.
 
@@ -15,4 +16,5 @@ pub mod decisions;
 pub mod error;
 pub mod operator;
 pub mod resources;
+pub mod scheduler;
 pub mod telemetry;

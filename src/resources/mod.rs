@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod job;
 pub mod labels;
 pub mod names;
+pub mod scheduler_api;
 pub mod workers;
 
 #[cfg(test)]
