@@ -145,6 +145,7 @@ impl RunArgs {
             namespace,
             concurrency: self.concurrency,
             runner_restart_limit: self.runner_restart_limit,
+            scheduler: None,
         }
     }
 }

@@ -24,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::Context;
+use crate::decisions::autoscale::Sample;
 
 /// A status write: the resourceVersion it was based on, and the status written.
 type Written = (Option<String>, serde_json::Value);
@@ -36,6 +37,8 @@ struct Entry {
     /// The error shown in the object's status since its last success (`errors::signature`).
     reported: Option<String>,
     written: Option<Written>,
+    /// An autoscaler's recent scheduler targets (`decisions::autoscale`).
+    samples: Vec<Sample>,
 }
 
 /// Per-object memory of the controllers, keyed by UID; see the module documentation.
@@ -124,9 +127,39 @@ impl Bookkeeping {
         if let Some(entry) = entries.get_mut(uid) {
             entry.failures = 0;
             entry.reported = None;
-            if entry.written.is_none() {
+            if entry.written.is_none() && entry.samples.is_empty() {
                 entries.remove(uid);
             }
+        }
+    }
+
+    /// The recent scheduler targets an autoscaler's last decision kept.
+    pub(super) fn samples(&self, uid: &str) -> Vec<Sample> {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .get(uid)
+            .map(|e| e.samples.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records an autoscaler's recent targets, if `live()` says it still exists.
+    pub(super) fn record_samples(
+        &self,
+        kind: &str,
+        uid: &str,
+        samples: Vec<Sample>,
+        live: impl FnOnce() -> bool,
+    ) {
+        let mut entries = self.entries.lock().unwrap();
+        if let Some(entry) = entries.get_mut(uid) {
+            entry.samples = samples;
+        } else if !samples.is_empty() && live() {
+            let entry = Entry {
+                kind: kind.into(),
+                samples,
+                ..Default::default()
+            };
+            entries.insert(uid.into(), entry);
         }
     }
 
@@ -164,6 +197,23 @@ where
 }
 
 impl Context {
+    /// The recent scheduler targets of the autoscaler `obj`.
+    pub(super) fn autoscaler_samples<K: Resource<DynamicType = ()>>(&self, obj: &K) -> Vec<Sample> {
+        self.bookkeeping
+            .samples(obj.meta().uid.as_deref().unwrap_or_default())
+    }
+
+    /// Remembers the recent scheduler targets of the autoscaler `obj` for its next decision.
+    pub(super) fn record_autoscaler_samples<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        samples: Vec<Sample>,
+    ) {
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        self.bookkeeping
+            .record_samples(&K::kind(&()), &uid, samples, || self.in_store(obj));
+    }
+
     /// Whether `obj` (one of the four kinds) is in the operator's store of its kind.
     fn in_store<K: Resource<DynamicType = ()>>(&self, obj: &K) -> bool {
         let meta = obj.meta();

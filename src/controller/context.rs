@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::{Bookkeeping, Settings};
 use crate::crd::{DaskAutoscaler, DaskCluster, DaskJob, DaskWorkerGroup};
+use crate::scheduler::{Route, Scheduler, route_from_environment};
 use crate::telemetry::Metrics;
 
 /// Everything the operator watches, each kind once.
@@ -29,8 +30,42 @@ pub struct Stores {
     pub runners: Store<Pod>,
 }
 
+/// How the controllers reach a scheduler's HTTP API: straight over the pod network when the
+/// operator runs in the cluster, else through the API server's service proxy with `client` (best one
+/// without kube's retries: [`Scheduler::proxy_client`]).
+#[derive(Clone)]
+pub struct SchedulerAccess {
+    pub route: Route,
+    pub client: Client,
+}
+
+impl std::fmt::Debug for SchedulerAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerAccess")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchedulerAccess {
+    /// The route this process's environment calls for ([`route_from_environment`]), with `client`.
+    pub fn new(client: Client) -> Self {
+        SchedulerAccess {
+            route: route_from_environment(),
+            client,
+        }
+    }
+
+    /// The scheduler of DaskCluster `cluster` in `namespace`.
+    pub fn of(&self, cluster: &str, namespace: &str) -> Scheduler {
+        Scheduler::for_cluster(self.route, &self.client, cluster, namespace)
+    }
+}
+
 pub struct Context {
     pub client: Client,
+    /// The schedulers' HTTP API (autoscaling, graceful scale-down, idle clusters).
+    pub scheduler: SchedulerAccess,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub stores: Stores,

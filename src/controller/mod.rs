@@ -30,7 +30,7 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 
 pub use bookkeeping::Bookkeeping;
-pub use context::{Context, Stores};
+pub use context::{Context, SchedulerAccess, Stores};
 pub use runtime::{run, run_with, run_with_bookkeeping};
 
 pub(crate) use apply::{adopt, apply, delete, owned_by, patch_status};
@@ -52,6 +52,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Container restarts of a DaskJob runner before the job is Failed, unless the job sets its own.
     pub runner_restart_limit: i32,
+    /// How schedulers' HTTP API is reached; `None`: as [`SchedulerAccess::new`] picks with the
+    /// controllers' own client.
+    pub scheduler: Option<SchedulerAccess>,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             namespace: None,
             concurrency: 16,
             runner_restart_limit: 6,
+            scheduler: None,
         }
     }
 }

@@ -348,7 +348,12 @@ async fn run_inner(
             std::future::pending::<()>().await
         }
     };
+    let scheduler = settings
+        .scheduler
+        .clone()
+        .unwrap_or_else(|| super::SchedulerAccess::new(client.clone()));
     let ctx = Arc::new(Context {
+        scheduler,
         recorder: Recorder::new(client.clone(), Reporter::from(MANAGER)),
         metrics,
         client,

@@ -17,9 +17,11 @@ use super::{
     remove_kopf_leftovers, requeue, serve,
 };
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupStatus};
+use crate::decisions::autoscale::{WorkerSeen, fallback_victims, retired_victims};
 use crate::error::{Error, Result};
 use crate::resources::labels::{self, WORKERGROUP_NAME};
 use crate::resources::{names, workers as build};
+use crate::scheduler::Retire;
 
 pub(super) async fn controller(
     ctx: &Arc<Context>,
@@ -144,7 +146,7 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
         }
         info!(%namespace, %name, workers = count, "scaled worker group up");
     } else if count > wanted {
-        count = scale_down(&ctx, &namespace, &name, &uid, wanted).await?;
+        count = scale_down(&ctx, &group, &namespace, wanted).await?;
         info!(%namespace, %name, workers = count, "scaled worker group down");
     }
 
@@ -163,44 +165,89 @@ async fn reconcile(group: Arc<DaskWorkerGroup>, ctx: Arc<Context>) -> Result<Act
         )),
     };
     patch_status(&ctx, group.as_ref(), &status).await?;
+    if count > wanted {
+        // The scheduler kept workers whose data had nowhere to go: ask again soon.
+        return Ok(Action::requeue(std::time::Duration::from_secs(10)));
+    }
     Ok(requeue())
 }
 
-/// Deletes workers until `wanted` are left and returns how many are left. Reads the workers from the
-/// API server, not the cache, so a stale cache can never remove one worker too many. Workers whose pod
-/// is not ready go first (they hold no results), then the newest.
+/// Deletes workers until `wanted` are left, gracefully, and returns how many are left. Reads the
+/// workers from the API server, not the cache, so a stale cache can never remove one worker too many.
+///
+/// Workers whose pod is not ready go first: they hold no results. For the rest the scheduler is asked
+/// which to retire (`retire_workers`, which returns once their data has moved to the workers that
+/// stay), and exactly those are deleted; workers it keeps (their data has nowhere to go) stay until
+/// the next try. When the scheduler cannot be asked, the newest go, with a Warning event saying so.
 async fn scale_down(
     ctx: &Context,
+    group: &DaskWorkerGroup,
     namespace: &str,
-    group: &str,
-    uid: &str,
     wanted: usize,
 ) -> Result<usize> {
-    let params = ListParams::default().labels(&format!("{WORKERGROUP_NAME}={group}"));
-    let mut live: Vec<Deployment> = ctx
+    let (name, uid) = (group.name_any(), group.uid().unwrap_or_default());
+    let params = ListParams::default().labels(&format!("{WORKERGROUP_NAME}={name}"));
+    let live: Vec<Deployment> = ctx
         .api::<Deployment>(namespace)
         .list(&params)
         .await
-        .map_err(Error::api(format!("list workers of {namespace}/{group}")))?
+        .map_err(Error::api(format!("list workers of {namespace}/{name}")))?
         .items
         .into_iter()
-        .filter(|d| d.meta().deletion_timestamp.is_none() && owned_by(d, uid))
+        .filter(|d| d.meta().deletion_timestamp.is_none() && owned_by(d, &uid))
         .collect();
-    let ready = |d: &Deployment| {
-        d.status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0)
-            > 0
-    };
-    live.sort_by(|a, b| {
-        ready(a)
-            .cmp(&ready(b))
-            .then_with(|| b.creation_timestamp().cmp(&a.creation_timestamp()))
-    });
-    let excess = live.len().saturating_sub(wanted);
-    for worker in live.iter().take(excess) {
-        delete::<Deployment>(ctx, namespace, &worker.name_any(), "worker Deployment").await?;
+    let seen: Vec<WorkerSeen> = live
+        .iter()
+        .map(|d| WorkerSeen {
+            name: d.name_any(),
+            ready: d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+                > 0,
+            created: d.creation_timestamp().map(|t| t.0),
+            deleting: false,
+        })
+        .collect();
+    let excess = seen.len().saturating_sub(wanted);
+    let mut victims: Vec<String> = fallback_victims(&seen, wanted)
+        .into_iter()
+        .filter(|n| seen.iter().any(|w| &w.name == n && !w.ready))
+        .collect();
+    let more = excess - victims.len();
+    if more > 0 {
+        let ready: Vec<WorkerSeen> = seen.iter().filter(|w| w.ready).cloned().collect();
+        let scheduler = ctx.scheduler.of(&group.spec.cluster, namespace);
+        match scheduler.retire_workers(Retire::Count(more as u32)).await {
+            Ok(retired) => {
+                let names: Vec<String> = retired.into_iter().map(|w| w.name).collect();
+                let chosen = retired_victims(&ready, &names);
+                if !chosen.unknown.is_empty() {
+                    info!(%namespace, %name, unknown = ?chosen.unknown, "the scheduler retired workers that are not this group's");
+                }
+                victims.extend(chosen.delete.into_iter().take(more));
+            }
+            Err(e) => {
+                let fallback = fallback_victims(&ready, ready.len() - more);
+                let message = format!(
+                    "could not ask the scheduler which workers to retire ({e}); deleting the newest \
+                     instead: {}",
+                    fallback.join(", ")
+                );
+                ctx.event(
+                    group,
+                    EventType::Warning,
+                    "ScaleDownWithoutScheduler",
+                    message,
+                )
+                .await;
+                victims.extend(fallback);
+            }
+        }
     }
-    Ok(live.len() - excess)
+    for worker in &victims {
+        delete::<Deployment>(ctx, namespace, worker, "worker Deployment").await?;
+    }
+    Ok(seen.len() - victims.len())
 }

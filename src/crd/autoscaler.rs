@@ -1,6 +1,6 @@
 //! `DaskAutoscaler`: adaptive scaling bounds for a cluster's default worker group.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,22 @@ pub struct DaskAutoscalerSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DaskAutoscalerStatus {
+    /// The scheduler's adaptive target, clamped to `minimum`/`maximum`, when it was last asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<i32>,
+    /// The workers the autoscaler last set on the cluster's default worker group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<i32>,
+    /// When the autoscaler last changed the number of workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<Time>,
+    /// The last decision, CamelCase (`ScaledUp`, `ScaledDown`, `Stable`, `Stabilizing`,
+    /// `SchedulerUnreachable`, `InvalidBounds`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The last decision, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// `Degraded` while reconciling the autoscaler keeps failing (for example its cluster is
     /// missing); `False` again once it succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -50,7 +50,14 @@ fn termination() -> Signal {
 
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     logging::init(args.log_format);
-    let client = kube::Client::try_default().await?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
+    let client = kube::Client::try_from(config.clone())?;
+    // Schedulers' HTTP API: a proxy client without retries, so that a scheduler with no ready pod
+    // answers at once (used only when the operator runs outside the cluster).
+    let scheduler =
+        controller::SchedulerAccess::new(crate::scheduler::Scheduler::proxy_client(config)?);
     crds::ensure(&client, args.upgrade_crds)
         .await
         .map_err(RunError::Crds)?;
@@ -92,7 +99,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             metrics.set_leader(true);
             readiness.set(false);
             let lost = tokio::select! {
-                _ = controllers(&client, &args, &metrics, &readiness, shutdown.clone()) => false,
+                _ = controllers(&client, &scheduler, &args, &metrics, &readiness, shutdown.clone()) => false,
                 // Dropping the controllers' future stops every reconcile at once: losing the lease
                 // must never leave two replicas writing.
                 _ = lease.lost() => true,
@@ -107,7 +114,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         lease.release().await;
     } else {
         metrics.set_leader(true);
-        controllers(&client, &args, &metrics, &readiness, shutdown.clone()).await;
+        controllers(
+            &client,
+            &scheduler,
+            &args,
+            &metrics,
+            &readiness,
+            shutdown.clone(),
+        )
+        .await;
     }
     let _ = server.await;
     info!("dask-operator exited");
@@ -118,6 +133,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 /// every set's stores are synced.
 async fn controllers(
     client: &kube::Client,
+    scheduler: &controller::SchedulerAccess,
     args: &RunArgs,
     metrics: &Arc<Metrics>,
     readiness: &Arc<Readiness>,
@@ -133,7 +149,10 @@ async fn controllers(
         let synced = synced_tx.clone();
         controller::run_with(
             client.clone(),
-            args.settings(ns),
+            controller::Settings {
+                scheduler: Some(scheduler.clone()),
+                ..args.settings(ns)
+            },
             metrics.clone(),
             move || {
                 let _ = synced.try_send(());

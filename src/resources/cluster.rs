@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 use super::labels::{
     self, CLUSTER_NAME, COMPONENT, ISTIO_INJECT, Metadata, POD_INHERITED, component,
 };
-use super::{child_meta, controller_owner, names};
+use super::{child_meta, controller_owner, names, scheduler_api};
 use crate::crd::{DaskCluster, DaskWorkerGroup, DaskWorkerGroupSpec};
 
 /// Labels the scheduler Deployment selects its pod by, unless an existing Deployment already has a
@@ -50,6 +50,26 @@ pub fn scheduler_deployment(cluster: &DaskCluster, existing: Option<&Deployment>
     if let Some(recorded) = recorded {
         annotations.insert(POD_INHERITED.into(), recorded);
     }
+    // The scheduler's HTTP API (autoscaling, graceful scale-down, idleness), unless the user configured
+    // the routes. A scheduler made before the operator did this keeps its pod as it is: adding the
+    // variable would restart it, and a restarted scheduler loses the cluster's work.
+    let mut pod_spec = cluster.spec.scheduler.spec.clone();
+    let with_api = existing.is_none_or(|d| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .is_some_and(|p| {
+                p.containers.iter().any(|c| {
+                    c.env
+                        .iter()
+                        .flatten()
+                        .any(|e| e.name == scheduler_api::ROUTES_ENV)
+                })
+            })
+    });
+    if with_api {
+        scheduler_api::enable_http_api(&mut pod_spec);
+    }
     let existing = existing.and_then(|d| d.spec.as_ref());
     Deployment {
         metadata: child_meta(
@@ -74,7 +94,7 @@ pub fn scheduler_deployment(cluster: &DaskCluster, existing: Option<&Deployment>
             },
             template: PodTemplateSpec {
                 metadata: Some(pod_meta),
-                spec: Some(cluster.spec.scheduler.spec.clone()),
+                spec: Some(pod_spec),
             },
             ..Default::default()
         }),
@@ -149,6 +169,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_scheduler_made_without_the_http_api_is_not_restarted_to_get_it() {
+        let cluster = simplecluster();
+        let mut old = scheduler_deployment(&cluster, None);
+        let pod = old.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        pod.containers[0]
+            .env
+            .as_mut()
+            .unwrap()
+            .retain(|e| e.name != scheduler_api::ROUTES_ENV);
+        let again = scheduler_deployment(&cluster, Some(&old));
+        assert_eq!(
+            again.spec.unwrap().template.spec,
+            old.spec.clone().unwrap().template.spec
+        );
+        let fresh = scheduler_deployment(&cluster, None);
+        let with_api = scheduler_deployment(&cluster, Some(&fresh));
+        assert_eq!(
+            with_api.spec.unwrap().template.spec,
+            fresh.spec.unwrap().template.spec
+        );
+    }
+
+    #[test]
     fn scheduler_deployment_has_upstream_names_labels_and_owner() {
         let cluster = simplecluster();
         let d = scheduler_deployment(&cluster, None);
@@ -194,10 +237,19 @@ pub(crate) mod tests {
                 ("test-annotation", "annotation-value")
             ])
         );
-        // The pod spec is used verbatim: no env is injected into the scheduler.
+        // The pod spec is used as given, plus the scheduler's HTTP API routes after the user's env.
         let container = &template.spec.unwrap().containers[0];
-        assert_eq!(container.env.as_ref().unwrap().len(), 1);
-        assert_eq!(container.env.as_ref().unwrap()[0].name, "SCHEDULER_ENV");
+        let env = container.env.as_ref().unwrap();
+        assert_eq!(env.len(), 2);
+        assert_eq!(env[0].name, "SCHEDULER_ENV");
+        assert_eq!(env[1].name, scheduler_api::ROUTES_ENV);
+        assert!(
+            env[1]
+                .value
+                .as_ref()
+                .unwrap()
+                .contains("distributed.http.scheduler.api")
+        );
         for (k, v) in spec.selector.match_labels.unwrap() {
             assert_eq!(
                 labels.get(&k),

@@ -54,8 +54,8 @@ pub fn operator_kubeconfig_path() -> PathBuf {
         .unwrap_or_else(|| kubeconfig_path().with_file_name("operator.kubeconfig"))
 }
 
-/// A client with the operator's own identity ([`operator_kubeconfig_path`]).
-pub async fn operator_client() -> Client {
+/// The configuration of the operator's own identity ([`operator_kubeconfig_path`]).
+pub async fn operator_config() -> Config {
     let path = operator_kubeconfig_path();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
         panic!(
@@ -64,10 +64,14 @@ pub async fn operator_client() -> Client {
             path.display()
         )
     });
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .expect("operator kubeconfig is valid");
-    Client::try_from(config).expect("client from the operator kubeconfig")
+        .expect("operator kubeconfig is valid")
+}
+
+/// A client with the operator's own identity ([`operator_kubeconfig_path`]).
+pub async fn operator_client() -> Client {
+    Client::try_from(operator_config().await).expect("client from the operator kubeconfig")
 }
 
 /// Applies `deploy/rbac.yaml` (the operator identity's ClusterRole and binding, generated from the
@@ -300,8 +304,12 @@ impl Operator {
             .try_init();
         install_crds(client).await;
         apply_operator_rbac(client, namespace).await;
+        // Schedulers through the API server's proxy, as the operator does outside the cluster.
+        let proxy = dask_operator::scheduler::Scheduler::proxy_client(operator_config().await)
+            .expect("a client for the schedulers");
         let settings = dask_operator::controller::Settings {
             namespace: Some(namespace.to_string()),
+            scheduler: Some(dask_operator::controller::SchedulerAccess::new(proxy)),
             ..Default::default()
         };
         let bookkeeping = std::sync::Arc::default();

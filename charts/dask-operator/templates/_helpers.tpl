@@ -117,6 +117,11 @@ owner's finalizers.
 - apiGroups: [""]
   resources: [services]
   verbs: [list, watch, create, patch, delete]
+{{- /* The scheduler's HTTP API through the API server (an operator outside the cluster): get, and */}}
+{{- /* create for POST (retire_workers). */}}
+- apiGroups: [""]
+  resources: [services/proxy]
+  verbs: [get, create]
 {{- /* Job runners, created once; get: a runner the cache does not show yet; patch: stopping one. */}}
 {{- /* delete: a suspended job's runner, attempts beyond the kept ones. */}}
 - apiGroups: [""]
