@@ -26,7 +26,7 @@ NAMESPACE_RULES = [
     {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs"],
      "verbs": ["list", "watch", "patch", "delete"]},
     {"apiGroups": ["kubernetes.dask.org"],
-     "resources": ["daskclusters/status", "daskworkergroups/status", "daskjobs/status"],
+     "resources": ["daskclusters/status", "daskworkergroups/status", "daskjobs/status", "daskautoscalers/status"],
      "verbs": ["patch"]},
     {"apiGroups": ["kubernetes.dask.org"],
      "resources": ["daskclusters/finalizers", "daskworkergroups/finalizers", "daskjobs/finalizers"],

@@ -103,7 +103,7 @@ owner's finalizers.
   resources: [daskjobs]
   verbs: [list, watch, patch, delete]
 - apiGroups: [kubernetes.dask.org]
-  resources: [daskclusters/status, daskworkergroups/status, daskjobs/status]
+  resources: [daskclusters/status, daskworkergroups/status, daskjobs/status, daskautoscalers/status]
   verbs: [patch]
 {{- /* The owners of children: clusters (scheduler, Service, groups), groups (workers), jobs. */}}
 - apiGroups: [kubernetes.dask.org]
