@@ -2,16 +2,18 @@
 //! `<c>-default`; `status.phase` Running as soon as the scheduler Service exists.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, HasConditions, reasons};
-use super::{Context, Touched, apply, patch_status, remove_kopf_leftovers, requeue, serve};
+use super::{Context, Touched, apply, delete, patch_status, remove_kopf_leftovers, requeue, serve};
 use crate::crd::cluster::phase;
 use crate::crd::{DaskCluster, DaskClusterStatus, DaskWorkerGroup};
 use crate::error::Result;
@@ -127,7 +129,50 @@ async fn reconcile(cluster: Arc<DaskCluster>, ctx: Arc<Context>) -> Result<Actio
     {
         tracing::info!(%namespace, %name, phase = status.phase.as_deref(), "DaskCluster phase");
     }
+    if cluster.spec.idle_timeout > 0 {
+        return idle(
+            &ctx,
+            &cluster,
+            conditions::is_true(status.conditions(), conditions::types::AVAILABLE),
+        )
+        .await;
+    }
     Ok(requeue())
+}
+
+/// `idleTimeout`: the cluster is deleted once its scheduler says it has been idle that long
+/// (`check_idle`, asked while the scheduler is ready, at most every 30 s). A scheduler that cannot
+/// be asked keeps the cluster.
+async fn idle(ctx: &Context, cluster: &DaskCluster, available: bool) -> Result<Action> {
+    let timeout = cluster.spec.idle_timeout;
+    let poll = Duration::from_secs(timeout.clamp(1, 30) as u64);
+    if !available {
+        return Ok(Action::requeue(poll));
+    }
+    let (name, namespace) = (cluster.name_any(), cluster.namespace().unwrap_or_default());
+    match ctx.scheduler.of(&name, &namespace).check_idle().await {
+        Ok(Some(since)) => {
+            let idle = Timestamp::now().as_second() - since.as_second();
+            if idle >= timeout {
+                let message = format!(
+                    "the scheduler has been idle for {idle}s, longer than idleTimeout ({timeout}s): \
+                     deleting the cluster"
+                );
+                tracing::info!(%namespace, %name, idle, timeout, "idle cluster deleted");
+                ctx.event(cluster, EventType::Normal, "IdleTimeout", message)
+                    .await;
+                delete::<DaskCluster>(ctx, &namespace, &name, "idle DaskCluster").await?;
+                return Ok(Action::await_change());
+            }
+            let left = Duration::from_secs((timeout - idle).max(1) as u64);
+            Ok(Action::requeue(left.min(poll)))
+        }
+        Ok(None) => Ok(Action::requeue(poll)),
+        Err(e) => {
+            tracing::debug!(%namespace, %name, error = %e, "could not ask the scheduler whether it is idle");
+            Ok(Action::requeue(poll))
+        }
+    }
 }
 
 /// Upstream's rule: Running once the scheduler Service exists, except a LoadBalancer Service without
