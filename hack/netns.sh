@@ -26,6 +26,13 @@ in_netns() { nsenter --net="$NETNS_PATH" -- "$@"; }
 NETNS_MARKER=$RUN_DIR/netns.$NETNS_NAME
 
 netns_up() {
+  # A namespace left behind by a checkout that is gone (no process runs in it) is removed; one that
+  # still holds processes belongs to a running cluster and is never touched.
+  if [[ -e $NETNS_PATH && ! -e $NETNS_MARKER && -z $(ip netns pids "$NETNS_NAME" 2>/dev/null) ]]; then
+    log "removing network namespace $NETNS_NAME left behind by another checkout (no process runs in it)"
+    ip netns del "$NETNS_NAME" 2>/dev/null || umount "$NETNS_PATH" 2>/dev/null || true
+    rm -f "$NETNS_PATH"
+  fi
   if [[ -e $NETNS_PATH && ! -e $NETNS_MARKER ]]; then
     die "network namespace $NETNS_NAME exists but was not made by this checkout (another local cluster runs?); stop it or set NETNS_NAME"
   fi
