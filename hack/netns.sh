@@ -25,21 +25,54 @@ in_netns() { nsenter --net="$NETNS_PATH" -- "$@"; }
 # cluster (same default name) is never entered or removed.
 NETNS_MARKER=$RUN_DIR/netns.$NETNS_NAME
 
+# Who made the namespace: the checkout's cluster folder, recorded next to it under /run so that another
+# checkout can name (and, when asked to, stop) the cluster that holds it.
+NETNS_OWNER_FILE=/run/dask-operator/netns.$NETNS_NAME.owner
+
+# netns_take_over: stops the cluster of the checkout that made the namespace, through that checkout's
+# own cluster-down.sh when it is still there, else by stopping what runs in the namespace. Only with
+# DASK_CLUSTER_TAKEOVER=1 (CI sets it: a fresh clone on a machine where a developer's cluster was left up).
+netns_take_over() {
+  local owner pids
+  owner=$(cat "$NETNS_OWNER_FILE" 2>/dev/null || true)
+  log "DASK_CLUSTER_TAKEOVER=1: stopping the cluster that holds network namespace $NETNS_NAME (${owner:-made by an unknown checkout})"
+  if [[ -n $owner && -x ${owner%/.cluster}/hack/cluster-down.sh ]]; then
+    CLUSTER_DIR=$owner NETNS_NAME=$NETNS_NAME "${owner%/.cluster}/hack/cluster-down.sh" || true
+  fi
+  if [[ -e $NETNS_PATH ]]; then
+    pids=$(ip netns pids "$NETNS_NAME" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [[ -z $pids ]] || { kill -TERM $pids 2>/dev/null || true; sleep 2; kill -KILL $pids 2>/dev/null || true; }
+    ip netns del "$NETNS_NAME" 2>/dev/null || umount "$NETNS_PATH" 2>/dev/null || true
+    rm -f "$NETNS_PATH"
+  fi
+  # That cluster's API server relay (a socat on the host side) goes too.
+  local relay
+  relay=$(ss -Hltnp "sport = :$APISERVER_PORT" 2>/dev/null | grep -o '"socat",pid=[0-9]*' | grep -o '[0-9]*$' || true)
+  # shellcheck disable=SC2086
+  [[ -z $relay ]] || kill -TERM $relay 2>/dev/null || true
+  rm -f "$NETNS_OWNER_FILE"
+}
+
 netns_up() {
   # A namespace left behind by a checkout that is gone (no process runs in it) is removed; one that
-  # still holds processes belongs to a running cluster and is never touched.
+  # still holds processes belongs to a running cluster and is left alone unless DASK_CLUSTER_TAKEOVER=1.
   if [[ -e $NETNS_PATH && ! -e $NETNS_MARKER && -z $(ip netns pids "$NETNS_NAME" 2>/dev/null) ]]; then
     log "removing network namespace $NETNS_NAME left behind by another checkout (no process runs in it)"
     ip netns del "$NETNS_NAME" 2>/dev/null || umount "$NETNS_PATH" 2>/dev/null || true
     rm -f "$NETNS_PATH"
   fi
+  if [[ -e $NETNS_PATH && ! -e $NETNS_MARKER && ${DASK_CLUSTER_TAKEOVER:-0} == 1 ]]; then
+    netns_take_over
+  fi
   if [[ -e $NETNS_PATH && ! -e $NETNS_MARKER ]]; then
-    die "network namespace $NETNS_NAME exists but was not made by this checkout (another local cluster runs?); stop it or set NETNS_NAME"
+    die "network namespace $NETNS_NAME exists but was made by another checkout ($(cat "$NETNS_OWNER_FILE" 2>/dev/null || echo unknown)); stop that cluster (make cluster-down there), set NETNS_NAME, or set DASK_CLUSTER_TAKEOVER=1"
   fi
   if [[ ! -e $NETNS_PATH ]]; then
     log "creating network namespace $NETNS_NAME"
     ip netns add "$NETNS_NAME"
-    mkdir -p "$RUN_DIR" && touch "$NETNS_MARKER"
+    mkdir -p "$RUN_DIR" "${NETNS_OWNER_FILE%/*}" && touch "$NETNS_MARKER"
+    printf '%s\n' "$CLUSTER_DIR" >"$NETNS_OWNER_FILE"
   fi
   in_netns ip link set lo up
   if ! in_netns ip link show cni0 >/dev/null 2>&1; then
@@ -57,5 +90,5 @@ netns_up() {
 netns_down() {
   [[ -e $NETNS_PATH && -e $NETNS_MARKER ]] || return 0
   ip netns del "$NETNS_NAME" 2>/dev/null || umount "$NETNS_PATH" 2>/dev/null || true
-  rm -f "$NETNS_PATH" "$NETNS_MARKER"
+  rm -f "$NETNS_PATH" "$NETNS_MARKER" "$NETNS_OWNER_FILE"
 }
