@@ -1077,6 +1077,12 @@ async fn names_no_worker_could_be_labelled_with_are_rejected_with_their_field() 
                           spec:\n  cluster: Not-A-Cluster-Name\n  minimum: 0\n  maximum: 1\n";
         let message = refused(autoscaler.to_string()).await;
         assert!(message.contains("spec.cluster"), "{message}");
+        let inverted = autoscaler.replace("Not-A-Cluster-Name", "simple").replace("minimum: 0", "minimum: 3");
+        let message = refused(inverted).await;
+        assert!(message.contains("spec.minimum: must not be greater than spec.maximum"), "{message}");
+        let negative = autoscaler.replace("Not-A-Cluster-Name", "simple").replace("minimum: 0", "minimum: -1");
+        let message = refused(negative).await;
+        assert!(message.contains("spec.minimum"), "{message}");
         // The rules reject exactly these: the same group with valid names is accepted.
         try_create_from_yaml(&client, &ns, &group).await.unwrap();
         try_create_from_yaml(&client, &ns, &autoscaler.replace("Not-A-Cluster-Name", "simple")).await.unwrap();

@@ -137,8 +137,12 @@ fn name_rules(kind: &str, schema: &mut Value) {
                 cluster_reference;
         }
         "DaskAutoscaler" => {
-            schema["properties"]["spec"]["properties"]["cluster"]["x-kubernetes-validations"] =
-                cluster_reference;
+            let spec = &mut schema["properties"]["spec"];
+            spec["properties"]["cluster"]["x-kubernetes-validations"] = cluster_reference;
+            spec["x-kubernetes-validations"] = json!([{
+                "rule": "self.minimum <= self.maximum",
+                "message": "spec.minimum: must not be greater than spec.maximum",
+            }]);
         }
         _ => {}
     }

@@ -149,6 +149,10 @@ ALLOWED_ADDED_CONSTRAINTS: dict[str, dict[str, str]] = {
         "spec.minimum@minimum": _NON_NEGATIVE_BOUNDS,
         "spec.maximum@minimum": _NON_NEGATIVE_BOUNDS,
         "spec.cluster@x-kubernetes-validations": _CLUSTER_REFERENCE,
+        "spec@x-kubernetes-validations": (
+            "minimum <= maximum: upstream accepts inverted bounds and its autoscaler then scales to a value "
+            "outside them (issue: DaskAutoscaler bad input); no working manifest has minimum > maximum"
+        ),
     },
 }
 
