@@ -13,7 +13,12 @@ use support::report::{
 use support::stats::{latencies_ms, percentile, summarize, time_to_nth};
 
 fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    move |k| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
 }
 
 #[test]
@@ -22,7 +27,10 @@ fn settings_defaults_match_the_issue() {
     assert_eq!(s.sizes, vec![100, 500, 1000]);
     assert_eq!(s.operators, vec![Runner::Ours, Runner::Kopf]);
     assert!(s.raw && !s.check);
-    assert_eq!((s.idle_seconds, s.rate, s.rate_seconds, s.timeout_seconds), (60, 20.0, 60, 300));
+    assert_eq!(
+        (s.idle_seconds, s.rate, s.rate_seconds, s.timeout_seconds),
+        (60, 20.0, 60, 300)
+    );
     assert_eq!(s.steady_jobs(), 1200);
 }
 
@@ -104,7 +112,11 @@ fn time_to_nth_event() {
 
 #[test]
 fn latencies_from_create_to_runner() {
-    let created = vec![("a".to_string(), 1.0), ("b".to_string(), 2.0), ("c".to_string(), 3.0)];
+    let created = vec![
+        ("a".to_string(), 1.0),
+        ("b".to_string(), 2.0),
+        ("c".to_string(), 3.0),
+    ];
     let seen = |job: &str| match job {
         "a" => Some(1.25),
         "b" => Some(1.9), // seen before the create call returned: 0
@@ -146,27 +158,41 @@ fn prometheus_labels() {
 
 #[test]
 fn proc_parsing() {
-    let status = "Name:\tdask-operator\nVmPeak:\t  100 kB\nVmHWM:\t   23456 kB\nVmRSS:\t 20000 kB\n";
+    let status =
+        "Name:\tdask-operator\nVmPeak:\t  100 kB\nVmHWM:\t   23456 kB\nVmRSS:\t 20000 kB\n";
     assert_eq!(vm_hwm_kib(status), Some(23456));
     assert_eq!(vm_hwm_kib("Name: x\n"), None);
     assert_eq!(
         cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t: x\n").as_deref(),
         Some("AMD EPYC 7B13")
     );
-    assert_eq!(mem_total_kib("MemTotal:       24578532 kB\nMemFree: 1 kB\n"), Some(24578532));
+    assert_eq!(
+        mem_total_kib("MemTotal:       24578532 kB\nMemFree: 1 kB\n"),
+        Some(24578532)
+    );
 }
 
 fn milestone(expected: usize, seconds: Option<f64>) -> Milestone {
     Milestone {
         expected,
-        reached: if seconds.is_some() { expected } else { expected / 2 },
+        reached: if seconds.is_some() {
+            expected
+        } else {
+            expected / 2
+        },
         seconds,
         waited_seconds: seconds.unwrap_or(300.0),
         stalled: false,
     }
 }
 
-fn run(runner: Runner, jobs: usize, created: Option<f64>, rss_mib: u64, idle_writes: f64) -> SizeRun {
+fn run(
+    runner: Runner,
+    jobs: usize,
+    created: Option<f64>,
+    rss_mib: u64,
+    idle_writes: f64,
+) -> SizeRun {
     let operator = runner != Runner::Raw;
     SizeRun {
         runner,
@@ -264,12 +290,20 @@ fn check_fails_on_missing_cluster_created_and_idle_writes() {
     assert!(check_failures(&r).is_empty(), "{:?}", check_failures(&r));
     let f = check_failures(&results());
     assert_eq!(f.len(), 1, "{f:?}");
-    assert!(f[0].contains("dask-kubernetes (kopf) at N=500: ClusterCreated not reached in 300 s (250/500)"), "{f:?}");
+    assert!(
+        f[0].contains(
+            "dask-kubernetes (kopf) at N=500: ClusterCreated not reached in 300 s (250/500)"
+        ),
+        "{f:?}"
+    );
     let mut r = results();
     r.runs[0].idle_writes = Some(2.0);
     r.runs.remove(4);
     let f = check_failures(&r);
-    assert_eq!(f, vec!["dask-operator (Rust) at N=100: 2 writes in the 60 s idle window".to_string()]);
+    assert_eq!(
+        f,
+        vec!["dask-operator (Rust) at N=100: 2 writes in the 60 s idle window".to_string()]
+    );
     // kopf's idle writes are reported, never checked.
     let mut r = results();
     r.runs.remove(4);
@@ -281,25 +315,64 @@ fn check_fails_on_missing_cluster_created_and_idle_writes() {
 fn markdown_report() {
     let r = results();
     let md = report::markdown(&r, Some("benches/results.svg"));
-    assert!(md.starts_with("Measured 2026-01-01 on Test CPU (2 cores, 23 GiB, Linux 6.1); Kubernetes v1.34.1"), "{md}");
+    assert!(
+        md.starts_with(
+            "Measured 2026-01-01 on Test CPU (2 cores, 23 GiB, Linux 6.1); Kubernetes v1.34.1"
+        ),
+        "{md}"
+    );
     // One row per run, sorted by N then runner; columns line up with the header.
-    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 100 ") || l.starts_with("| 500 ") || l.starts_with("| 1000 ")).collect();
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| 100 ") || l.starts_with("| 500 ") || l.starts_with("| 1000 "))
+        .collect();
     assert_eq!(rows.len(), 6, "{md}");
     assert!(rows[0].starts_with("| 100 | dask-operator (Rust) | 1.00 s | 2.00 s | 1.50 s | 1.00 s | 10 ms | 200 ms | 900 ms | 20.0 MiB | 8.0 (6.0) | 2 (0) in 60 s | 0.8× |"), "{}", rows[0]);
-    assert!(rows[1].contains("| dask-kubernetes (kopf) | 40.0 s |"), "{}", rows[1]);
+    assert!(
+        rows[1].contains("| dask-kubernetes (kopf) | 40.0 s |"),
+        "{}",
+        rows[1]
+    );
     assert!(rows[1].ends_with("| 20.2× |"), "{}", rows[1]);
-    assert!(rows[2].starts_with("| 100 | raw client | — | — | 2.00 s | 1.50 s | 20 ms |"), "{}", rows[2]);
-    assert!(rows[4].contains("not reached in 300 s (250/500)"), "{}", rows[4]);
+    assert!(
+        rows[2].starts_with("| 100 | raw client | — | — | 2.00 s | 1.50 s | 20 ms |"),
+        "{}",
+        rows[2]
+    );
+    assert!(
+        rows[4].contains("not reached in 300 s (250/500)"),
+        "{}",
+        rows[4]
+    );
     let header = md.lines().find(|l| l.starts_with("| N |")).unwrap();
     for row in &rows {
-        assert_eq!(row.matches(" | ").count(), header.matches(" | ").count(), "{row}");
+        assert_eq!(
+            row.matches(" | ").count(),
+            header.matches(" | ").count(),
+            "{row}"
+        );
     }
     assert!(md.contains("| dask-operator (Rust) | 20 jobs/s for 60 s (achieved 19.9/s) | 1200 | 100 ms | 100 ms | 100 ms | 100/100 | 30.0 MiB | 8.0 |"), "{md}");
-    assert!(md.contains("| peak RSS at N=1000 ≤ 50.0 MiB | 45.0 MiB | met |"), "{md}");
-    assert!(md.trim_end().ends_with("![time and peak RSS against N](benches/results.svg)"));
+    assert!(
+        md.contains("| peak RSS at N=1000 ≤ 50.0 MiB | 45.0 MiB | met |"),
+        "{md}"
+    );
+    assert!(
+        md.trim_end()
+            .ends_with("![time and peak RSS against N](benches/results.svg)")
+    );
     // A stalled state says so.
-    let m = Milestone { expected: 10, reached: 0, seconds: None, waited_seconds: 95.0, stalled: true };
-    assert_eq!(report::milestone(&m), "not reached (0/10; no progress for the stall window, gave up at 95 s)");
+    let m = Milestone {
+        expected: 10,
+        reached: 0,
+        seconds: None,
+        waited_seconds: 95.0,
+        stalled: true,
+    };
+    assert_eq!(
+        report::milestone(&m),
+        "not reached (0/10; no progress for the stall window, gave up at 95 s)"
+    );
 }
 
 #[test]
@@ -315,8 +388,15 @@ fn results_round_trip_as_json() {
 fn readme_markers() {
     let text = "# x\n\n## Benchmark\n\nintro\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\n\n## Next\n";
     let new = replace_between_markers(text, "new table\n").unwrap();
-    assert_eq!(new, "# x\n\n## Benchmark\n\nintro\n\n<!-- bench:begin -->\nnew table\n<!-- bench:end -->\n\n## Next\n");
-    assert_eq!(replace_between_markers(&new, "new table").unwrap(), new, "idempotent");
+    assert_eq!(
+        new,
+        "# x\n\n## Benchmark\n\nintro\n\n<!-- bench:begin -->\nnew table\n<!-- bench:end -->\n\n## Next\n"
+    );
+    assert_eq!(
+        replace_between_markers(&new, "new table").unwrap(),
+        new,
+        "idempotent"
+    );
     assert!(replace_between_markers("no markers", "x").is_none());
     assert!(replace_between_markers("<!-- bench:end --> <!-- bench:begin -->", "x").is_none());
 }
@@ -327,11 +407,23 @@ fn plot_is_an_svg_with_both_operators() {
     let svg = support::plot::svg(&r).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..100]);
     assert!(svg.trim_end().ends_with("</svg>"));
-    for text in ["dask-operator (Rust)", "dask-kubernetes (kopf)", "raw client", "MiB", "not reached"] {
+    for text in [
+        "dask-operator (Rust)",
+        "dask-kubernetes (kopf)",
+        "raw client",
+        "MiB",
+        "not reached",
+    ] {
         assert!(svg.contains(text), "no {text:?} in the plot");
     }
-    assert_eq!(support::plot::time_points(&r, Runner::Kopf), vec![(100.0, 40.0, true), (500.0, 300.0, false)]);
-    assert_eq!(support::plot::rss_points(&r, Runner::Ours), vec![(100.0, 20.0), (500.0, 30.0), (1000.0, 45.0)]);
+    assert_eq!(
+        support::plot::time_points(&r, Runner::Kopf),
+        vec![(100.0, 40.0, true), (500.0, 300.0, false)]
+    );
+    assert_eq!(
+        support::plot::rss_points(&r, Runner::Ours),
+        vec![(100.0, 20.0), (500.0, 30.0), (1000.0, 45.0)]
+    );
     // No run at all: still a valid (empty) plot.
     let mut empty = r.clone();
     empty.runs.clear();

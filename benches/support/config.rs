@@ -123,7 +123,11 @@ pub fn parse_operators(value: &str) -> Result<Vec<Runner>, String> {
         let runner = match name {
             "ours" | "dask-operator" => Runner::Ours,
             "kopf" | "dask-kubernetes" => Runner::Kopf,
-            _ => return Err(format!("BENCH_OPERATORS: unknown operator {name:?} (ours, kopf)")),
+            _ => {
+                return Err(format!(
+                    "BENCH_OPERATORS: unknown operator {name:?} (ours, kopf)"
+                ));
+            }
         };
         if !out.contains(&runner) {
             out.push(runner);
@@ -171,8 +175,12 @@ impl Settings {
         if let Some(v) = env("BENCH_CONCURRENCY") {
             s.concurrency = number::<usize>("BENCH_CONCURRENCY", &v)?.max(1);
         }
-        s.out = env("BENCH_OUT").filter(|v| !v.is_empty()).map(PathBuf::from);
-        s.readme = env("BENCH_README").filter(|v| !v.is_empty()).map(PathBuf::from);
+        s.out = env("BENCH_OUT")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        s.readme = env("BENCH_README")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         if let Some(v) = env("BENCH_CHECK") {
             s.check = flag("BENCH_CHECK", &v)?;
         }

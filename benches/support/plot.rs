@@ -95,7 +95,9 @@ pub fn svg(results: &Results) -> Result<String, String> {
                 .draw_series(LineSeries::new(reached.clone(), color.stroke_width(2)))
                 .map_err(err)?
                 .label(runner.title())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(reached.iter().map(|&p| Circle::new(p, 4, color.filled())))
                 .map_err(err)?;
@@ -145,7 +147,9 @@ pub fn svg(results: &Results) -> Result<String, String> {
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(err)?
                 .label(runner.title())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
                 .map_err(err)?;

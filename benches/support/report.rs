@@ -197,11 +197,7 @@ pub fn size_table(results: &Results) -> String {
         let per_job = per_job_ms(r).map_or("—".into(), millis);
         let rss = r.peak_rss_kib.map_or("—".into(), mib);
         let requests = match (r.requests, r.writes) {
-            (Some(q), Some(w)) => format!(
-                "{:.1} ({:.1})",
-                q / r.jobs as f64,
-                w / r.jobs as f64
-            ),
+            (Some(q), Some(w)) => format!("{:.1} ({:.1})", q / r.jobs as f64, w / r.jobs as f64),
             (Some(q), None) => format!("{:.1}", q / r.jobs as f64),
             _ => "—".into(),
         };
@@ -306,42 +302,77 @@ pub fn goals(results: &Results) -> Vec<Goal> {
     let mut goals = Vec::new();
 
     let goal = format!("peak RSS at N={RSS_GOAL_JOBS} ≤ {}", mib(RSS_GOAL_KIB));
-    goals.push(match ours(results).find(|r| r.jobs == RSS_GOAL_JOBS).and_then(|r| r.peak_rss_kib) {
-        Some(kib) => Goal {
-            goal,
-            measured: mib(kib),
-            verdict: if kib <= RSS_GOAL_KIB { Verdict::Met } else { Verdict::NotMet },
+    goals.push(
+        match ours(results)
+            .find(|r| r.jobs == RSS_GOAL_JOBS)
+            .and_then(|r| r.peak_rss_kib)
+        {
+            Some(kib) => Goal {
+                goal,
+                measured: mib(kib),
+                verdict: if kib <= RSS_GOAL_KIB {
+                    Verdict::Met
+                } else {
+                    Verdict::NotMet
+                },
+            },
+            None => Goal {
+                goal,
+                measured: format!("no run at N={RSS_GOAL_JOBS}"),
+                verdict: Verdict::NotMeasured,
+            },
         },
-        None => Goal { goal, measured: format!("no run at N={RSS_GOAL_JOBS}"), verdict: Verdict::NotMeasured },
-    });
+    );
 
     let goal = "0 writes in the idle window after a run settled (every N)".to_string();
-    let idle: Vec<(usize, Option<f64>, u64)> =
-        ours(results).map(|r| (r.jobs, r.idle_writes, r.idle_seconds)).collect();
-    goals.push(if idle.is_empty() || idle.iter().any(|(_, w, s)| w.is_none() || *s == 0) {
-        Goal { goal, measured: "no idle window measured".into(), verdict: Verdict::NotMeasured }
-    } else {
-        let measured = idle
-            .iter()
-            .map(|(n, w, s)| format!("N={n}: {} in {s} s", count(w.unwrap_or_default())))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let met = idle.iter().all(|(_, w, _)| *w == Some(0.0));
-        Goal { goal, measured, verdict: if met { Verdict::Met } else { Verdict::NotMet } }
-    });
+    let idle: Vec<(usize, Option<f64>, u64)> = ours(results)
+        .map(|r| (r.jobs, r.idle_writes, r.idle_seconds))
+        .collect();
+    goals.push(
+        if idle.is_empty() || idle.iter().any(|(_, w, s)| w.is_none() || *s == 0) {
+            Goal {
+                goal,
+                measured: "no idle window measured".into(),
+                verdict: Verdict::NotMeasured,
+            }
+        } else {
+            let measured = idle
+                .iter()
+                .map(|(n, w, s)| format!("N={n}: {} in {s} s", count(w.unwrap_or_default())))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let met = idle.iter().all(|(_, w, _)| *w == Some(0.0));
+            Goal {
+                goal,
+                measured,
+                verdict: if met { Verdict::Met } else { Verdict::NotMet },
+            }
+        },
+    );
 
-    let goal = format!("p99 apply→runner ≤ {} at {LATENCY_GOAL_RATE:.0} jobs/s", millis(LATENCY_GOAL_MS));
+    let goal = format!(
+        "p99 apply→runner ≤ {} at {LATENCY_GOAL_RATE:.0} jobs/s",
+        millis(LATENCY_GOAL_MS)
+    );
     let steady = results
         .steady
         .iter()
         .find(|s| s.runner == Runner::Ours && (s.rate - LATENCY_GOAL_RATE).abs() < 1e-9);
     goals.push(match steady {
-        None => Goal { goal, measured: format!("no steady run at {LATENCY_GOAL_RATE:.0} jobs/s"), verdict: Verdict::NotMeasured },
+        None => Goal {
+            goal,
+            measured: format!("no steady run at {LATENCY_GOAL_RATE:.0} jobs/s"),
+            verdict: Verdict::NotMeasured,
+        },
         Some(s) => match s.latency.p99_ms {
             Some(p99) => Goal {
                 goal,
                 measured: format!("{} over {} s", millis(p99), s.seconds),
-                verdict: if p99 <= LATENCY_GOAL_MS { Verdict::Met } else { Verdict::NotMet },
+                verdict: if p99 <= LATENCY_GOAL_MS {
+                    Verdict::Met
+                } else {
+                    Verdict::NotMet
+                },
             },
             None => Goal {
                 goal,
@@ -354,7 +385,8 @@ pub fn goals(results: &Results) -> Vec<Goal> {
     let goal = format!(
         "time per job flat as N grows (to all ClusterCreated; at the largest N ≤ {FLAT_FACTOR}× the smallest N's)"
     );
-    let mut per_job: Vec<(usize, Option<f64>)> = ours(results).map(|r| (r.jobs, per_job_ms(r))).collect();
+    let mut per_job: Vec<(usize, Option<f64>)> =
+        ours(results).map(|r| (r.jobs, per_job_ms(r))).collect();
     per_job.sort_by_key(|(n, _)| *n);
     goals.push(match (per_job.first(), per_job.last()) {
         (Some((small, Some(a))), Some((large, Some(b)))) if large > small => Goal {
@@ -364,17 +396,27 @@ pub fn goals(results: &Results) -> Vec<Goal> {
                 .map(|(n, t)| format!("N={n}: {}", t.map_or("—".into(), millis)))
                 .collect::<Vec<_>>()
                 .join(", "),
-            verdict: if *b <= a * FLAT_FACTOR { Verdict::Met } else { Verdict::NotMet },
+            verdict: if *b <= a * FLAT_FACTOR {
+                Verdict::Met
+            } else {
+                Verdict::NotMet
+            },
         },
         (Some(_), Some((_, None))) if per_job.len() > 1 => Goal {
             goal,
             measured: "the largest N did not reach all ClusterCreated".into(),
             verdict: Verdict::NotMet,
         },
-        _ => Goal { goal, measured: "needs runs at two sizes or more".into(), verdict: Verdict::NotMeasured },
+        _ => Goal {
+            goal,
+            measured: "needs runs at two sizes or more".into(),
+            verdict: Verdict::NotMeasured,
+        },
     });
 
-    let goal = format!("≥ {SPEEDUP_GOAL:.0}× faster than kopf to all ClusterCreated at N={SPEEDUP_GOAL_JOBS}");
+    let goal = format!(
+        "≥ {SPEEDUP_GOAL:.0}× faster than kopf to all ClusterCreated at N={SPEEDUP_GOAL_JOBS}"
+    );
     let at = |runner: Runner| {
         results
             .runs
@@ -387,7 +429,11 @@ pub fn goals(results: &Results) -> Vec<Goal> {
             (Some(a), Some(b)) => Goal {
                 goal,
                 measured: format!("{:.1}× ({} vs {})", b / a, seconds(a), seconds(b)),
-                verdict: if b >= a * SPEEDUP_GOAL { Verdict::Met } else { Verdict::NotMet },
+                verdict: if b >= a * SPEEDUP_GOAL {
+                    Verdict::Met
+                } else {
+                    Verdict::NotMet
+                },
             },
             // kopf never got there: its time is at least the wait.
             (Some(a), None) if k.waited_seconds >= a * SPEEDUP_GOAL => Goal {
@@ -397,12 +443,24 @@ pub fn goals(results: &Results) -> Vec<Goal> {
             },
             (Some(a), None) => Goal {
                 goal,
-                measured: format!("≥ {:.1}× only (kopf: {}); cannot tell", k.waited_seconds / a, milestone(&k)),
+                measured: format!(
+                    "≥ {:.1}× only (kopf: {}); cannot tell",
+                    k.waited_seconds / a,
+                    milestone(&k)
+                ),
                 verdict: Verdict::NotMeasured,
             },
-            (None, _) => Goal { goal, measured: format!("ours: {}", milestone(&o)), verdict: Verdict::NotMet },
+            (None, _) => Goal {
+                goal,
+                measured: format!("ours: {}", milestone(&o)),
+                verdict: Verdict::NotMet,
+            },
         },
-        _ => Goal { goal, measured: format!("needs both operators at N={SPEEDUP_GOAL_JOBS}"), verdict: Verdict::NotMeasured },
+        _ => Goal {
+            goal,
+            measured: format!("needs both operators at N={SPEEDUP_GOAL_JOBS}"),
+            verdict: Verdict::NotMeasured,
+        },
     });
     goals
 }
@@ -431,11 +489,15 @@ pub fn check_failures(results: &Results) -> Vec<String> {
                 r.jobs,
                 milestone(m)
             )),
-            None => failures.push(format!("{} at N={}: ClusterCreated not measured", r.runner.title(), r.jobs)),
+            None => failures.push(format!(
+                "{} at N={}: ClusterCreated not measured",
+                r.runner.title(),
+                r.jobs
+            )),
         }
         if r.runner == Runner::Ours && r.idle_seconds > 0 {
             match r.idle_writes {
-                Some(w) if w == 0.0 => {}
+                Some(0.0) => {}
                 Some(w) => failures.push(format!(
                     "{} at N={}: {} writes in the {} s idle window",
                     r.runner.title(),
@@ -443,7 +505,11 @@ pub fn check_failures(results: &Results) -> Vec<String> {
                     count(w),
                     r.idle_seconds
                 )),
-                None => failures.push(format!("{} at N={}: idle writes not measured", r.runner.title(), r.jobs)),
+                None => failures.push(format!(
+                    "{} at N={}: idle writes not measured",
+                    r.runner.title(),
+                    r.jobs
+                )),
             }
         }
     }
@@ -456,7 +522,16 @@ pub fn environment_lines(e: &Environment) -> String {
     format!(
         "Measured {} on {} ({} cores, {:.0} GiB, Linux {}); Kubernetes {} (one local node, pods never \
          scheduled); dask-operator {}; dask-kubernetes {} with kopf {}; {}.\n",
-        e.date, e.cpu, e.cores, e.memory_gib, e.kernel, e.kubernetes, e.operator, e.dask_kubernetes, e.kopf, e.rustc
+        e.date,
+        e.cpu,
+        e.cores,
+        e.memory_gib,
+        e.kernel,
+        e.kubernetes,
+        e.operator,
+        e.dask_kubernetes,
+        e.kopf,
+        e.rustc
     )
 }
 
@@ -479,13 +554,16 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     let notes: Vec<String> = results
         .runs
         .iter()
-        .flat_map(|r| r.notes.iter().map(move |n| format!("{} at N={}: {n}", r.runner.title(), r.jobs)))
-        .chain(
-            results
-                .steady
+        .flat_map(|r| {
+            r.notes
                 .iter()
-                .flat_map(|s| s.notes.iter().map(move |n| format!("{} steady: {n}", s.runner.title()))),
-        )
+                .map(move |n| format!("{} at N={}: {n}", r.runner.title(), r.jobs))
+        })
+        .chain(results.steady.iter().flat_map(|s| {
+            s.notes
+                .iter()
+                .map(move |n| format!("{} steady: {n}", s.runner.title()))
+        }))
         .collect();
     if !notes.is_empty() {
         out += "\nNotes:\n\n";
@@ -507,5 +585,10 @@ pub const README_END: &str = "<!-- bench:end -->";
 pub fn replace_between_markers(text: &str, body: &str) -> Option<String> {
     let start = text.find(README_BEGIN)? + README_BEGIN.len();
     let end = start + text[start..].find(README_END)?;
-    Some(format!("{}\n{}\n{}", &text[..start], body.trim_end(), &text[end..]))
+    Some(format!(
+        "{}\n{}\n{}",
+        &text[..start],
+        body.trim_end(),
+        &text[end..]
+    ))
 }

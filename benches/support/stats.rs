@@ -30,7 +30,10 @@ pub fn time_to_nth(offsets: &[f64], n: usize) -> Option<f64> {
 /// Per-job latencies in milliseconds: for every created job, the time from its create to its
 /// runner pod being seen; a job whose runner was never seen counts as `f64::INFINITY`. A runner
 /// seen before the create call returned counts as 0.
-pub fn latencies_ms(created: &[(String, f64)], runner_seen: impl Fn(&str) -> Option<f64>) -> Vec<f64> {
+pub fn latencies_ms(
+    created: &[(String, f64)],
+    runner_seen: impl Fn(&str) -> Option<f64>,
+) -> Vec<f64> {
     created
         .iter()
         .map(|(job, at)| match runner_seen(job) {
