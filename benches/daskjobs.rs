@@ -106,21 +106,6 @@ async fn client_from(path: &Path) -> Res<Client> {
 
 // --- identities ---------------------------------------------------------------------------------
 
-/// Flow schemas whose dispatched requests are the runner's (all of them, then its writes only).
-fn flow_schemas(runner: Runner) -> (&'static [&'static str], Option<&'static [&'static str]>) {
-    match runner {
-        Runner::Ours => (
-            &["dask-operator", "dask-bench-ours-writes"],
-            Some(&["dask-bench-ours-writes"]),
-        ),
-        Runner::Kopf => (
-            &["dask-bench-kopf", "dask-bench-kopf-writes"],
-            Some(&["dask-bench-kopf-writes"]),
-        ),
-        Runner::Raw => (&["dask-bench-raw"], None),
-    }
-}
-
 fn identity_documents() -> Res<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(root().join("benches/identities.yaml"))?;
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)?;
@@ -233,7 +218,7 @@ async fn dispatched(admin: &Client, schemas: &[&str]) -> Option<f64> {
 
 /// (all requests, writes) of the runner's identity so far.
 async fn counters(admin: &Client, runner: Runner) -> (Option<f64>, Option<f64>) {
-    let (all, writes) = flow_schemas(runner);
+    let (all, writes) = runner.flow_schemas();
     let all = dispatched(admin, all).await;
     let writes = match writes {
         Some(w) => dispatched(admin, w).await,
@@ -244,6 +229,31 @@ async fn counters(admin: &Client, runner: Runner) -> (Option<f64>, Option<f64>) 
 
 fn difference(after: Option<f64>, before: Option<f64>) -> Option<f64> {
     Some(after? - before?)
+}
+
+/// A run has settled when the operator made no write for this long...
+const SETTLE_QUIET: Duration = Duration::from_secs(5);
+/// ...or this long after its states were reached (or given up).
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits until the runner's identity made no write for [`SETTLE_QUIET`] (at most [`SETTLE_LIMIT`]);
+/// whether it got quiet. The idle window starts then: the trailing status writes of the last jobs
+/// belong to the run, not to the idle operator.
+async fn settle(admin: &Client, runner: Runner) -> bool {
+    let start = Instant::now();
+    let mut last = counters(admin, runner).await.1;
+    let mut quiet_since = Instant::now();
+    while start.elapsed() < SETTLE_LIMIT {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = counters(admin, runner).await.1;
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= SETTLE_QUIET {
+            return true;
+        }
+    }
+    false
 }
 
 // --- namespaces ---------------------------------------------------------------------------------
@@ -743,25 +753,10 @@ async fn start_operator(admin: &Client, paths: &Paths, runner: Runner, ns: &str)
 
 // --- the jobs -----------------------------------------------------------------------------------
 
-/// Upstream's simplejob named `name` (its scheduler Service's selector too).
 fn job_manifest(template: &serde_json::Value, ns: &str, name: &str) -> Res<DaskJob> {
-    let mut value = template.clone();
-    value["metadata"]["name"] = name.into();
-    value["metadata"]["namespace"] = ns.into();
-    if let Some(selector) = value
-        .pointer_mut("/spec/cluster/spec/scheduler/service/selector")
-        .and_then(|s| s.as_object_mut())
-    {
-        selector.insert("dask.org/cluster-name".into(), name.into());
-    }
-    Ok(serde_json::from_value(value)?)
-}
-
-fn workers_per_job(template: &serde_json::Value) -> usize {
-    template
-        .pointer("/spec/cluster/spec/worker/replicas")
-        .and_then(|r| r.as_u64())
-        .unwrap_or(1) as usize
+    Ok(serde_json::from_value(support::config::simplejob(
+        template, ns, name,
+    ))?)
 }
 
 /// Creates the jobs (`concurrency` in flight), recording when each create returned.
@@ -974,6 +969,15 @@ impl Bench {
             targets.extend([(State::ClusterCreated, jobs), (State::Running, jobs)]);
         }
         let stop = wait_states(&tracker, &targets, t0, &self.settings).await;
+        if operator_runs && self.settings.idle_seconds > 0 {
+            let quiet = settle(&self.admin, runner).await;
+            if !quiet {
+                notes.push(format!(
+                    "still writing {} s after the run (the idle window began anyway)",
+                    SETTLE_LIMIT.as_secs()
+                ));
+            }
+        }
         let (requests_after, writes_after) = counters(&self.admin, runner).await;
         let milestone = |state, expected| tracker.milestone(state, expected, t0, &stop);
         let mut run = SizeRun {
@@ -996,7 +1000,7 @@ impl Bench {
         if let Some(operator) = operator.as_mut() {
             if self.settings.idle_seconds > 0 {
                 eprintln!(
-                    "  settled at {:.1} s; idle window of {} s",
+                    "  states done at {:.1} s, settled; idle window of {} s",
                     stop.at - t0,
                     self.settings.idle_seconds
                 );
@@ -1279,7 +1283,7 @@ async fn run(settings: Settings) -> Res<()> {
         root().join("tests/fixtures/simplejob.yaml"),
     )?)?;
     let bench = Bench {
-        workers: workers_per_job(&template),
+        workers: support::config::workers_per_job(&template),
         template,
         settings: settings.clone(),
         admin: admin.clone(),

@@ -436,3 +436,107 @@ fn sample_plot() {
     let path = std::env::var("BENCH_SAMPLE_SVG").unwrap();
     std::fs::write(path, support::plot::svg(&results()).unwrap()).unwrap();
 }
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn simplejob_gets_distinct_names_and_stays_a_daskjob() {
+    let template: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/simplejob.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(support::config::workers_per_job(&template), 2);
+    let value = support::config::simplejob(&template, "bench-ours-10-1", "job-7");
+    let job: dask_operator::crd::DaskJob = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(job.metadata.name.as_deref(), Some("job-7"));
+    assert_eq!(job.metadata.namespace.as_deref(), Some("bench-ours-10-1"));
+    assert_eq!(
+        value.pointer("/spec/cluster/spec/scheduler/service/selector/dask.org~1cluster-name"),
+        Some(&serde_json::json!("job-7"))
+    );
+    // The template itself is untouched.
+    assert_eq!(template["metadata"]["name"], "simple-job");
+}
+
+#[test]
+fn identities_are_the_bench_own_and_cover_the_flow_schemas() {
+    let text = std::fs::read_to_string(repo().join("benches/identities.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let docs: Vec<&serde_json::Value> = docs.iter().filter(|d| d.is_object()).collect();
+    let name = |d: &serde_json::Value| d["metadata"]["name"].as_str().unwrap().to_string();
+    for d in &docs {
+        let n = name(d);
+        assert!(
+            n.starts_with("dask-bench-") || n.starts_with("bench-"),
+            "{n} is not the bench's own name"
+        );
+    }
+    let flow_schemas: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "FlowSchema")
+        .map(|d| name(d))
+        .collect();
+    for runner in [Runner::Ours, Runner::Kopf, Runner::Raw] {
+        let (all, writes) = runner.flow_schemas();
+        for schema in all.iter().chain(writes.unwrap_or_default()) {
+            // `dask-operator` is hack/local-operator.yaml's (make cluster-up applies it).
+            assert!(
+                *schema == "dask-operator" || flow_schemas.contains(&schema.to_string()),
+                "{schema}"
+            );
+        }
+        if let Some(writes) = writes {
+            assert!(
+                writes.iter().all(|w| all.contains(w)),
+                "writes are part of all requests"
+            );
+        }
+    }
+    // The writes schemas are matched before the general ones and only take writes.
+    for d in docs.iter().filter(|d| d["kind"] == "FlowSchema") {
+        let precedence = d["spec"]["matchingPrecedence"].as_u64().unwrap();
+        if name(d).ends_with("-writes") {
+            assert!(precedence < 500);
+            let verbs = &d["spec"]["rules"][0]["resourceRules"][0]["verbs"];
+            assert!(
+                !verbs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v == "get" || v == "list" || v == "watch" || v == "*")
+            );
+        }
+    }
+    // kopf may set blockOwnerDeletion (OwnerReferencesPermissionEnforcement) and write status
+    // through the subresources of our CRDs.
+    let kopf_role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && name(d) == "dask-bench-kopf")
+        .unwrap();
+    let resources: Vec<&str> = kopf_role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+        })
+        .collect();
+    for needed in [
+        "daskclusters/finalizers",
+        "daskjobs/finalizers",
+        "daskclusters/status",
+        "daskjobs/status",
+        "pods",
+        "deployments",
+        "services",
+        "events",
+    ] {
+        assert!(resources.contains(&needed), "kopf's role lacks {needed}");
+    }
+}

@@ -40,6 +40,23 @@ impl Runner {
         }
     }
 
+    /// The flow schemas (`benches/identities.yaml`, and `dask-operator` of
+    /// `hack/local-operator.yaml`) whose dispatched requests are the runner's: all of them, and the
+    /// writes only (`None`: not told apart).
+    pub fn flow_schemas(self) -> (&'static [&'static str], Option<&'static [&'static str]>) {
+        match self {
+            Runner::Ours => (
+                &["dask-operator", "dask-bench-ours-writes"],
+                Some(&["dask-bench-ours-writes"]),
+            ),
+            Runner::Kopf => (
+                &["dask-bench-kopf", "dask-bench-kopf-writes"],
+                Some(&["dask-bench-kopf-writes"]),
+            ),
+            Runner::Raw => (&["dask-bench-raw"], None),
+        }
+    }
+
     /// How it is named in the tables.
     pub fn title(self) -> &'static str {
         match self {
@@ -209,4 +226,27 @@ impl Settings {
     pub fn steady_jobs(&self) -> usize {
         (self.rate * self.rate_seconds as f64).round() as usize
     }
+}
+
+/// Upstream's simplejob (`tests/fixtures/simplejob.yaml`, as JSON) renamed `name` in namespace
+/// `namespace`: its scheduler Service selects the scheduler of the job's own cluster.
+pub fn simplejob(template: &serde_json::Value, namespace: &str, name: &str) -> serde_json::Value {
+    let mut value = template.clone();
+    value["metadata"]["name"] = name.into();
+    value["metadata"]["namespace"] = namespace.into();
+    if let Some(selector) = value
+        .pointer_mut("/spec/cluster/spec/scheduler/service/selector")
+        .and_then(|s| s.as_object_mut())
+    {
+        selector.insert("dask.org/cluster-name".into(), name.into());
+    }
+    value
+}
+
+/// Worker Deployments a job's cluster gets: its default group's replicas.
+pub fn workers_per_job(template: &serde_json::Value) -> usize {
+    template
+        .pointer("/spec/cluster/spec/worker/replicas")
+        .and_then(|r| r.as_u64())
+        .unwrap_or(1) as usize
 }

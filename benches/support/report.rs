@@ -541,7 +541,9 @@ pub fn markdown(results: &Results, plot: Option<&str>) -> String {
     let mut out = environment_lines(&results.environment);
     out += &format!(
         "\nN DaskJobs (upstream's simplejob, 2 workers each, distinct names) applied at once; times from the \
-         first create. A state is waited for at most {} s, or until nothing changed for {} s.\n\n",
+         first create. A state is waited for at most {} s, or until nothing changed for {} s. Requests are the API \
+         server's count for the operator's identity; the idle window starts once the operator made no write for 5 s \
+         (at most 60 s after the run).\n\n",
         results.timeout_seconds, results.stall_seconds
     );
     out += &size_table(results);
