@@ -204,27 +204,23 @@ async fn service_account_kubeconfig(admin: &Client, account: &str, path: &Path) 
     Ok(path.to_path_buf())
 }
 
-/// Requests the API server dispatched so far for these flow schemas.
-async fn dispatched(admin: &Client, schemas: &[&str]) -> Option<f64> {
-    let request = http::Request::get("/metrics").body(Vec::new()).ok()?;
-    let text = admin.request_text(request).await.ok()?;
-    Some(
+/// (all requests, writes) the API server dispatched so far for the runner's identity, from one
+/// read of its metrics.
+async fn counters(admin: &Client, runner: Runner) -> (Option<f64>, Option<f64>) {
+    let Ok(request) = http::Request::get("/metrics").body(Vec::new()) else {
+        return (None, None);
+    };
+    let Ok(text) = admin.request_text(request).await else {
+        return (None, None);
+    };
+    let sum = |schemas: &[&str]| -> f64 {
         schemas
             .iter()
             .map(|s| metrics::dispatched_requests(&text, s))
-            .sum(),
-    )
-}
-
-/// (all requests, writes) of the runner's identity so far.
-async fn counters(admin: &Client, runner: Runner) -> (Option<f64>, Option<f64>) {
-    let (all, writes) = runner.flow_schemas();
-    let all = dispatched(admin, all).await;
-    let writes = match writes {
-        Some(w) => dispatched(admin, w).await,
-        None => None,
+            .sum()
     };
-    (all, writes)
+    let (all, writes) = runner.flow_schemas();
+    (Some(sum(all)), writes.map(sum))
 }
 
 fn difference(after: Option<f64>, before: Option<f64>) -> Option<f64> {
@@ -689,7 +685,8 @@ async fn start_operator(admin: &Client, paths: &Paths, runner: Runner, ns: &str)
                 "--http-addr",
                 &format!("127.0.0.1:{port}"),
             ])
-            .env("KUBECONFIG", cluster_dir().join("operator.kubeconfig"));
+            .env("KUBECONFIG", cluster_dir().join("operator.kubeconfig"))
+            .env_remove("RUST_LOG"); // its default level, as the chart runs it
             (c, "/readyz")
         }
         Runner::Kopf => {
