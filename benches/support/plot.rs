@@ -55,9 +55,10 @@ fn err<E: std::fmt::Display>(e: E) -> String {
 pub fn svg(results: &Results) -> Result<String, String> {
     let mut text = String::new();
     {
-        let root = SVGBackend::with_string(&mut text, (1100, 440)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut text, (1100, 470)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let (left, right) = root.split_horizontally(560);
+        let (charts, footer) = root.split_vertically(440);
+        let (left, right) = charts.split_horizontally(560);
         let max_n = results.runs.iter().map(|r| r.jobs).max().unwrap_or(1) as f64 * 1.08;
 
         let times: Vec<f64> = RUNNERS
@@ -71,7 +72,7 @@ pub fn svg(results: &Results) -> Result<String, String> {
         let mut chart = ChartBuilder::on(&left)
             .caption(
                 "time to every job ClusterCreated (raw client: every object)",
-                ("sans-serif", 16),
+                ("sans-serif", 20),
             )
             .margin(12)
             .x_label_area_size(40)
@@ -80,6 +81,8 @@ pub fn svg(results: &Results) -> Result<String, String> {
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 16))
             .x_desc("N (DaskJobs applied at once)")
             .y_desc("seconds (log)")
             .draw()
@@ -115,6 +118,7 @@ pub fn svg(results: &Results) -> Result<String, String> {
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
+            .label_font(("sans-serif", 15))
             .draw()
             .map_err(err)?;
 
@@ -126,7 +130,7 @@ pub fn svg(results: &Results) -> Result<String, String> {
             .max(10.0)
             * 1.2;
         let mut chart = ChartBuilder::on(&right)
-            .caption("operator peak RSS (VmHWM)", ("sans-serif", 16))
+            .caption("operator peak RSS (VmHWM)", ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -134,6 +138,8 @@ pub fn svg(results: &Results) -> Result<String, String> {
             .map_err(err)?;
         chart
             .configure_mesh()
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 16))
             .x_desc("N (DaskJobs applied at once)")
             .y_desc("MiB")
             .draw()
@@ -159,9 +165,10 @@ pub fn svg(results: &Results) -> Result<String, String> {
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
+            .label_font(("sans-serif", 15))
             .draw()
             .map_err(err)?;
-        root.titled_area_note(results).map_err(err)?;
+        footer.titled_area_note(results).map_err(err)?;
         root.present().map_err(err)?;
     }
     Ok(text)
@@ -172,17 +179,16 @@ trait Note {
 }
 
 impl<DB: DrawingBackend> Note for DrawingArea<DB, plotters::coord::Shift> {
-    /// A line at the bottom: a cross is a state not reached (drawn at the time waited).
+    /// The footer line: a cross is a state not reached (drawn at the time waited).
     fn titled_area_note(&self, results: &Results) -> Result<(), String> {
         let any_cross = RUNNERS
             .iter()
             .any(|(r, _)| time_points(results, *r).iter().any(|p| !p.2));
         if any_cross {
-            let (_, h) = self.dim_in_pixel();
             self.draw(&Text::new(
                 "× : not reached; drawn at the time the bench waited",
-                (70, h as i32 - 14),
-                ("sans-serif", 12),
+                (70, 8),
+                ("sans-serif", 15),
             ))
             .map_err(err)?;
         }
