@@ -36,7 +36,7 @@ operator_image=$(hack/images/import-operator-image.sh "$CARGO_TARGET_DIR/release
 # tests/scheduler_http.rs runs a real Dask scheduler from the test-client venv: make it (once) first.
 tests/conformance/venv.sh >/dev/null || status=1
 cargo test --locked --no-fail-fast || status=1
-# The bench, small (benches/daskjobs.rs --check, about 2 minutes): both operators (ours' release build,
+# The bench, small (benches/daskjobs.rs --check; meant to stay under about 2 minutes): both operators (ours' release build,
 # the kopf operator of the pinned wheel) must bring 10 DaskJobs to ClusterCreated, and ours must make no
 # write in an idle window of 20 s (make bench: 60 s). No steady mode and no raw client here; a state
 # is given up after 30 s without any change (kopf never marks its clusters Running with unscheduled
