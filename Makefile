@@ -51,11 +51,18 @@ lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 
-JOBS ?= 500
+# make bench: both operators (ours, release build; dask-kubernetes' kopf operator from the pinned wheel,
+# tests/conformance/venv.sh) at each size, the raw client, the steady mode. BENCH_SIZES=100 make bench
+# for a quick one; JOBS=500 (the old form) is one size. Other settings: benches/support/config.rs.
+BENCH_DEFAULT_SIZES := 100,500,1000
+BENCH_SIZES ?= $(if $(JOBS),$(JOBS),$(BENCH_DEFAULT_SIZES))
 .PHONY: bench
-bench: cluster-up ## Apply JOBS DaskJobs at once (default 500): wall time, operator peak RSS, API requests
+bench: cluster-up ## Ours and the kopf operator side by side (BENCH_SIZES=100,500,1000): table on stdout, benches/RESULTS.md, benches/results.svg, README
 	cargo build --release --locked
-	DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/dask-operator cargo bench --locked --bench daskjobs -- $(JOBS)
+	kopf="$$(dirname "$$(tests/conformance/venv.sh)")/kopf" && \
+	  DASK_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/dask-operator BENCH_KOPF="$$kopf" BENCH_SIZES=$(BENCH_SIZES) \
+	  BENCH_OUT=$(CURDIR)/benches BENCH_README=$(CURDIR)/README.md \
+	  cargo bench --locked --bench daskjobs
 
 CHAOS_JOBS ?= 200
 CHAOS_CLUSTERS ?= 20

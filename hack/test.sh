@@ -36,6 +36,15 @@ operator_image=$(hack/images/import-operator-image.sh "$CARGO_TARGET_DIR/release
 # tests/scheduler_http.rs runs a real Dask scheduler from the test-client venv: make it (once) first.
 tests/conformance/venv.sh >/dev/null || status=1
 cargo test --locked --no-fail-fast || status=1
+# The bench, small (benches/daskjobs.rs --check; meant to stay under about 2 minutes): both operators (ours' release build,
+# the kopf operator of the pinned wheel) must bring 10 DaskJobs to ClusterCreated, and ours must make no
+# write in an idle window of 20 s (make bench: 60 s). No steady mode and no raw client here; a state
+# is given up after 30 s without any change (kopf never marks its clusters Running with unscheduled
+# pods). The report goes to .cluster/bench/.
+BENCH_KOPF="$(dirname "$(tests/conformance/venv.sh)")/kopf" DASK_OPERATOR_BIN="$CARGO_TARGET_DIR/release/dask-operator" \
+  DASK_CLUSTER_DIR="$CLUSTER_DIR" BENCH_SIZES=10 BENCH_IDLE_SECONDS=20 BENCH_RATE_SECONDS=0 BENCH_RAW=0 \
+  BENCH_STALL_SECONDS=30 BENCH_TIMEOUT_SECONDS=120 BENCH_OUT="$CLUSTER_DIR/bench" \
+  cargo test --locked --bench daskjobs -- --check || status=1
 # The Airflow provider: ruff and its unit tests for Airflow 3.3 and 2.11 (cached venvs), then every
 # example DAG run with `airflow dags test` against the local cluster (real Dask pods, one namespace
 # and one operator per DAG), for both versions.
