@@ -430,13 +430,6 @@ fn plot_is_an_svg_with_both_operators() {
     assert!(support::plot::svg(&empty).unwrap().contains("</svg>"));
 }
 
-#[test]
-#[ignore = "writes the sample plot to $BENCH_SAMPLE_SVG for a look"]
-fn sample_plot() {
-    let path = std::env::var("BENCH_SAMPLE_SVG").unwrap();
-    std::fs::write(path, support::plot::svg(&results()).unwrap()).unwrap();
-}
-
 fn repo() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
