@@ -135,8 +135,13 @@ async fn simplecluster_gets_upstream_children_and_runs() {
         assert!(!annotations.keys().any(|k| k.starts_with("kopf.zalando.org") || k.starts_with("kubectl.kubernetes.io")));
         assert_eq!(deployment.owner_references()[0].uid, uid);
         assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(1));
-        // The scheduler's env is the user's only.
-        assert_eq!(env_of(&deployment), [("SCHEDULER_ENV".to_string(), "hello-world".to_string())]);
+        // The scheduler's env is the user's, plus the HTTP API routes the operator talks to (the user
+        // set none; docs/autoscaling.md).
+        let env = env_of(&deployment);
+        assert_eq!(env[0], ("SCHEDULER_ENV".to_string(), "hello-world".to_string()));
+        assert_eq!(env.len(), 2, "{env:?}");
+        assert_eq!(env[1].0, "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES");
+        assert!(env[1].1.contains("\"distributed.http.scheduler.api\""), "{env:?}");
 
         let service = Api::<Service>::namespaced(client.clone(), &ns).get("simple-scheduler").await.unwrap();
         assert_eq!(service.labels().get("dask.org/component").map(String::as_str), Some("scheduler"));
