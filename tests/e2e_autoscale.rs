@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Operator, create_from_yaml, eventually, fixture, gone, with_namespace};
-use dask_operator::crd::{DaskCluster, DaskWorkerGroup};
+use dask_operator::crd::{DaskAutoscaler, DaskCluster, DaskWorkerGroup};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, LogParams, Patch, PatchParams, PostParams};
@@ -109,11 +109,21 @@ async fn a_burst_scales_up_to_maximum_and_idle_scales_down_to_minimum_losing_no_
     with_namespace("e2e-adapt", |client, ns| async move {
         let _operator = Operator::start(&client, &ns).await;
         create_from_yaml(&client, &ns, &cluster("auto", 1, "")).await;
+        let address = format!("tcp://auto-scheduler.{ns}.svc.cluster.local:8786");
+        run_client(&client, &ns, "persist", &persist(&address, 1)).await;
+        // The autoscaler comes after the persist (whose 100 tasks of unknown duration would raise the
+        // target on their own), and the burst only once it has settled on 1 worker: the scale-up
+        // timed below is the burst's.
         let autoscaler = "apiVersion: kubernetes.dask.org/v1\nkind: DaskAutoscaler\nmetadata:\n  name: auto\n\
                           spec:\n  cluster: auto\n  minimum: 1\n  maximum: 3\n";
         create_from_yaml(&client, &ns, autoscaler).await;
-        let address = format!("tcp://auto-scheduler.{ns}.svc.cluster.local:8786");
-        run_client(&client, &ns, "persist", &persist(&address, 1)).await;
+        let autoscalers: Api<DaskAutoscaler> = Api::namespaced(client.clone(), &ns);
+        eventually("the autoscaler to settle on 1 worker", TIMEOUT, || async {
+            let status = autoscalers.get("auto").await.ok()?.status?;
+            (status.target == Some(1)).then_some(())
+        })
+        .await;
+        assert_eq!(workers(&client, &ns, "auto").await.len(), 1);
 
         // A burst: 60 tasks of 3 s each, far more than 3 workers can do in the target duration.
         let burst = format!(

@@ -96,24 +96,29 @@ NEEDED = [
     *[(v, "daskclusters.kubernetes.dask.org") for v in ("get", "list", "watch", "create", "patch", "delete")],
     *[(v, "daskworkergroups.kubernetes.dask.org") for v in ("list", "watch", "create", "patch", "delete")],
     *[(v, "daskautoscalers.kubernetes.dask.org") for v in ("list", "watch", "patch", "delete")],
-    *[(v, "daskjobs.kubernetes.dask.org") for v in ("list", "watch", "patch")],
-    *[("patch", f"{k}.kubernetes.dask.org/status") for k in ("daskclusters", "daskworkergroups", "daskjobs")],
+    # delete: a finished job past its ttlSecondsAfterFinished.
+    *[(v, "daskjobs.kubernetes.dask.org") for v in ("list", "watch", "patch", "delete")],
+    *[("patch", f"{k}.kubernetes.dask.org/status") for k in ("daskclusters", "daskworkergroups", "daskjobs",
+                                                             "daskautoscalers")],
     *[("update", f"{k}.kubernetes.dask.org/finalizers") for k in ("daskclusters", "daskworkergroups",
                                                                   "daskjobs")],
     *[(v, r) for r in ("deployments.apps", "services") for v in ("list", "watch", "create", "patch", "delete")],
-    *[(v, "pods") for v in ("get", "list", "watch", "create", "patch")],
+    # delete: a suspended job's runner, attempts beyond the kept ones.
+    *[(v, "pods") for v in ("get", "list", "watch", "create", "patch", "delete")],
+    # The scheduler's HTTP API through the API server (an operator outside the cluster).
+    ("get", "services/proxy"), ("create", "services/proxy"),
     ("create", "events.events.k8s.io"), ("patch", "events.events.k8s.io"),
 ]
 FORBIDDEN = [
     ("get", "secrets"), ("list", "secrets"), ("watch", "secrets"), ("get", "configmaps"),
-    ("create", "pods/exec"), ("delete", "daskjobs.kubernetes.dask.org"),
+    ("create", "pods/exec"),
     ("create", "daskjobs.kubernetes.dask.org"), ("update", "deployments.apps"),
     ("create", "roles.rbac.authorization.k8s.io"), ("delete", "namespaces"),
     ("create", "events"),  # core/v1 events: the operator writes events.k8s.io/v1 only
     # Verbs the code does not use (reads come from watches): dropped from the rules.
-    ("get", "deployments.apps"), ("get", "services"), ("delete", "pods"),
+    ("get", "deployments.apps"), ("get", "services"),
     ("get", "daskworkergroups.kubernetes.dask.org"), ("get", "daskjobs.kubernetes.dask.org"),
-    ("patch", "daskautoscalers.kubernetes.dask.org/status"), ("get", "daskclusters.kubernetes.dask.org/status"),
+    ("get", "daskclusters.kubernetes.dask.org/status"), ("delete", "services/proxy"),
 ]
 
 
