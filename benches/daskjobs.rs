@@ -1148,6 +1148,8 @@ async fn environment(admin: &Client, paths: &Paths) -> Environment {
         .operator_bin
         .as_ref()
         .and_then(|b| command_output(b, &["--version"]))
+        // `dask-operator 0.1.0`: the report already names the operator.
+        .map(|v| v.trim_start_matches("dask-operator ").to_string())
         .unwrap_or_else(|| "?".into());
     if let Some(rev) = command_output(
         Path::new("git"),
