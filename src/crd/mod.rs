@@ -15,7 +15,7 @@ pub use common::{SchedulerSpec, SimpleObjectMeta, WorkerSpec};
 pub use job::{DaskJob, DaskJobSpec, DaskJobStatus, JobClusterTemplate, JobRunnerSpec};
 pub use workergroup::{DaskWorkerGroup, DaskWorkerGroupSpec, DaskWorkerGroupStatus};
 
-pub use schema::{crds, crds_yaml};
+pub use schema::{SERVED, crds, crds_yaml};
 
 /// The API group of the four kinds.
 pub const GROUP: &str = "kubernetes.dask.org";

@@ -10,29 +10,35 @@ use crate::resources::names;
 
 /// The four CRDs as served: DaskCluster, DaskWorkerGroup, DaskJob, DaskAutoscaler.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![
-        DaskCluster::crd(),
-        DaskWorkerGroup::crd(),
-        DaskJob::crd(),
-        DaskAutoscaler::crd(),
-    ];
-    for crd in &mut crds {
-        let kind = crd.spec.names.kind.clone();
-        for version in &mut crd.spec.versions {
-            let Some(validation) = version.schema.as_mut() else {
-                continue;
-            };
-            let Some(props) = validation.open_api_v3_schema.take() else {
-                continue;
-            };
-            let mut schema = serde_json::to_value(props).expect("schema serializes");
-            complete_schema(&kind, &mut schema);
-            validation.open_api_v3_schema =
-                Some(serde_json::from_value(schema).expect("schema deserializes"));
-        }
-        super::install::stamp(crd);
+    SERVED.iter().map(|make| make()).collect()
+}
+
+/// The makers of the four served CRDs, in [`crds`]' order: one CRD's schema at a time is much
+/// smaller than four (the DaskJob's holds three PodSpecs), for the operator's start-up check.
+pub const SERVED: [fn() -> CustomResourceDefinition; 4] = [
+    || served(DaskCluster::crd()),
+    || served(DaskWorkerGroup::crd()),
+    || served(DaskJob::crd()),
+    || served(DaskAutoscaler::crd()),
+];
+
+/// A derived CRD completed (see [`complete_schema`]) and stamped.
+fn served(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let kind = crd.spec.names.kind.clone();
+    for version in &mut crd.spec.versions {
+        let Some(validation) = version.schema.as_mut() else {
+            continue;
+        };
+        let Some(props) = validation.open_api_v3_schema.take() else {
+            continue;
+        };
+        let mut schema = serde_json::to_value(props).expect("schema serializes");
+        complete_schema(&kind, &mut schema);
+        validation.open_api_v3_schema =
+            Some(serde_json::from_value(schema).expect("schema deserializes"));
     }
-    crds
+    super::install::stamp(&mut crd);
+    crd
 }
 
 /// All CRDs as one multi-document YAML stream, the content of `crds/`.
