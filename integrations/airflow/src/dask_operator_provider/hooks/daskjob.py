@@ -103,6 +103,18 @@ class DaskJobHook(KubernetesHook):
         self.api_group = api_group
         self.api_version = api_version
 
+    @classmethod
+    def for_task(cls, task: Any) -> DaskJobHook:
+        """The hook of a DaskJobOperator or DaskJobSensor, from the connection settings they share."""
+        return cls(
+            conn_id=task.kubernetes_conn_id,
+            config_file=task.config_file,
+            cluster_context=task.cluster_context,
+            in_cluster=task.in_cluster,
+            api_group=task.api_group,
+            api_version=task.api_version,
+        )
+
     # The server's address, for messages.
     def server(self) -> str | None:
         try:

@@ -207,14 +207,7 @@ class DaskJobOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> DaskJobHook:
-        return DaskJobHook(
-            conn_id=self.kubernetes_conn_id,
-            config_file=self.config_file,
-            cluster_context=self.cluster_context,
-            in_cluster=self.in_cluster,
-            api_group=self.api_group,
-            api_version=self.api_version,
-        )
+        return DaskJobHook.for_task(self)
 
     def build_manifest(self) -> dict[str, Any]:
         """The DaskJob manifest before naming and labelling; bad input raises DaskJobInputError."""

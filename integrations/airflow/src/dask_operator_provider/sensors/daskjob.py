@@ -81,14 +81,7 @@ class DaskJobSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> DaskJobHook:
-        return DaskJobHook(
-            conn_id=self.kubernetes_conn_id,
-            config_file=self.config_file,
-            cluster_context=self.cluster_context,
-            in_cluster=self.in_cluster,
-            api_group=self.api_group,
-            api_version=self.api_version,
-        )
+        return DaskJobHook.for_task(self)
 
     def _namespace(self) -> str:
         return self.namespace or self.hook.get_namespace() or "default"
