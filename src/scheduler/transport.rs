@@ -135,22 +135,7 @@ impl Transport {
                     .request(request)
                     .await
                     .map_err(|e| unreachable(error_chain(&e)))?;
-                let status = response.status();
-                let reason = response
-                    .extensions()
-                    .get::<hyper::ext::ReasonPhrase>()
-                    .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| unreachable(format!("reading the answer: {}", error_chain(&e))))?
-                    .to_bytes();
-                Ok(Answer {
-                    status: status.as_u16(),
-                    reason,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                })
+                answer(response).await.map_err(unreachable)
             }
             Self::Proxy { client, path } => {
                 let uri = format!("{path}{api_path}");
@@ -164,21 +149,37 @@ impl Transport {
                     .send(request)
                     .await
                     .map_err(|e| unreachable(error_chain(&e)))?;
-                let status = response.status();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| unreachable(format!("reading the answer: {}", error_chain(&e))))?
-                    .to_bytes();
-                Ok(Answer {
-                    status: status.as_u16(),
-                    reason: None,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                })
+                answer(response).await.map_err(unreachable)
             }
         }
     }
+}
+
+/// A response read in full: status, reason phrase (when the server sent one), body as text.
+async fn answer<B>(response: http::Response<B>) -> std::result::Result<Answer, String>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let status = response.status();
+    let reason = response
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| {
+            let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+            format!("reading the answer: {}", error_chain(&*e))
+        })?
+        .to_bytes();
+    Ok(Answer {
+        status: status.as_u16(),
+        reason,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// An error and its sources, `: `-separated (hyper's own messages say little: "client error (Connect)").
